@@ -1,0 +1,211 @@
+//! Wiring: open the store, start the destinations, serve HTTP, and the one shutdown story.
+//!
+//! Shutdown: the `shutdown` future resolves (SIGTERM/SIGINT in `serve`) → ingest answers 503
+//! and the listener drains in-flight requests, for at most `server.shutdown_timeout` →
+//! destinations finish the batch in hand and stop → the log writer commits what is queued
+//! and stops. Every step is bounded by the same deadline.
+
+use std::fs::{self, File};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::destinations::Runner;
+use crate::log::{Log, LogOptions, retention};
+use crate::recent::{RecentEvent, RecentStore};
+use crate::state::{AppState, Phase};
+use crate::telemetry::Metrics;
+
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs the server on `listener` until `shutdown` resolves, then drains.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let data_dir = config.server.data_dir.clone();
+    fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+    let _lock = lock_data_dir(&data_dir)?;
+    let metrics = Arc::new(Metrics::new());
+    let (log, recovery, recent) = open_log(&config, metrics.clone()).await?;
+    tracing::info!(
+        next_seq = recovery.next_seq,
+        segments = recovery.segments,
+        truncated_bytes = recovery.truncated_bytes,
+        replayed_dedupe_keys = recovery.replayed_dedupe_keys,
+        "Log opened"
+    );
+    let mut runners = Vec::new();
+    let mut statuses = Vec::new();
+    for d in &config.destinations {
+        let runner = Runner {
+            config: d.clone(),
+            data_dir: data_dir.clone(),
+            log_dir: log.dir().to_path_buf(),
+            committed: log.committed(),
+            metrics: metrics.clone(),
+        };
+        let (cursor, status) = runner
+            .prepare()
+            .with_context(|| format!("cannot open the cursor of destination {}", d.id))?;
+        statuses.push(status.clone());
+        runners.push((runner, cursor, status));
+    }
+    let shutdown_timeout = config.server.shutdown_timeout;
+    let state = AppState::new(config, log, recovery, recent, metrics, statuses);
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    for (runner, cursor, status) in runners {
+        tracker.spawn(runner.run(cursor, status, cancel.clone()));
+    }
+    tracker.spawn(housekeeping(state.clone(), cancel.clone()));
+    state.set_phase(Phase::Ready);
+    serve(state.clone(), listener, shutdown, shutdown_timeout).await?;
+
+    let deadline = Instant::now() + shutdown_timeout;
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout_at(deadline.into(), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Destinations did not stop before the shutdown deadline");
+    }
+    let closing = state.clone();
+    tokio::task::spawn_blocking(move || closing.log.close()).await?;
+    tracing::info!("Stopped");
+    Ok(())
+}
+
+async fn open_log(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Log, crate::log::Recovery, RecentStore)> {
+    let opts = LogOptions {
+        segment_bytes: config.storage.segment_bytes,
+        commit_window: config.storage.commit_window,
+        queue_requests: 4096,
+        queue_bytes: config.storage.queue_bytes,
+        dedupe_window: config.dedupe.window,
+        dedupe_max_keys: config.dedupe.max_keys,
+    };
+    let recent = RecentStore::new(
+        config.sources.iter().map(|s| s.id.as_str()),
+        config.server.recent_events,
+    );
+    let dir = config.server.data_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let (log, recovery) = Log::open(&dir, &opts, metrics, |rec| {
+            recent.push(RecentEvent::from_record(rec))
+        })
+        .with_context(|| format!("cannot open the event log in {}", dir.display()))?;
+        Ok((log, recovery, recent))
+    })
+    .await?
+}
+
+/// Serves until `shutdown`, then drains for at most `timeout`.
+async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let draining = Arc::new(Notify::new());
+    let on_drain = {
+        let (state, draining) = (state.clone(), draining.clone());
+        async move {
+            shutdown.await;
+            tracing::info!("Shutting down: ingest answers 503 while in-flight requests finish");
+            state.set_phase(Phase::Draining);
+            draining.notify_one();
+        }
+    };
+    let server = axum::serve(listener, crate::http::router(state))
+        .with_graceful_shutdown(on_drain)
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r.context("HTTP server failed")?,
+        () = async { draining.notified().await; tokio::time::sleep(timeout).await } => {
+            tracing::warn!(?timeout, "Shutdown deadline reached; aborting requests still in flight");
+        }
+    }
+    Ok(())
+}
+
+/// Refreshes free disk space, reclaims log space, updates gauges.
+async fn housekeeping(state: AppState, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {},
+            () = cancel.cancelled() => return,
+        }
+        let s = state.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            s.admission.refresh_disk();
+            let committed = s.log.committed().borrow().end;
+            let min_cursor = s
+                .destinations
+                .iter()
+                .map(|d| d.position())
+                .min()
+                .unwrap_or(committed);
+            let storage = &s.config.storage;
+            retention::reclaim(
+                s.log.dir(),
+                min_cursor,
+                s.log.dedupe_checkpoint(),
+                storage.retention_max_age,
+                storage.retention_max_bytes,
+            )
+        })
+        .await;
+        match res {
+            Ok(Ok(r)) => {
+                state.metrics.log_bytes.set(r.remaining_bytes as i64);
+                if r.deleted_segments > 0 {
+                    tracing::info!(
+                        segments = r.deleted_segments,
+                        bytes = r.deleted_bytes,
+                        "Reclaimed log segments every destination has passed"
+                    );
+                }
+            }
+            Ok(Err(error)) => tracing::error!(%error, "Log housekeeping failed"),
+            Err(error) => tracing::error!(%error, "Log housekeeping task failed"),
+        }
+    }
+}
+
+/// Holds an exclusive lock on `data_dir/LOCK` for the life of the process.
+pub fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join("LOCK");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another switchyard process is using data_dir {}",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}

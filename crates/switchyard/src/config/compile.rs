@@ -1,0 +1,544 @@
+//! Raw config → validated `Config`. Every problem is collected, each with its path; nothing
+//! stops at the first error.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::Value;
+
+use super::raw::*;
+use super::units::{parse_duration, parse_size};
+use super::vars::{item_label, substitute};
+use super::*;
+
+const TOP_LEVEL: [&str; 6] = [
+    "server",
+    "storage",
+    "dedupe",
+    "functions",
+    "sources",
+    "destinations",
+];
+const SOURCE_TYPES: &str = "http_api, webhook";
+const DESTINATION_TYPES: &str = "webhook, postgres, segment, nats, file";
+
+struct Cx {
+    problems: Vec<Problem>,
+}
+
+impl Cx {
+    fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.problems.push(Problem::error(path, msg));
+    }
+
+    /// Deserializes one section, recording a problem (with the full path) for each failure.
+    /// After a failure the offending key is removed and the rest is tried again, so one bad
+    /// field does not hide the others.
+    fn section<T: DeserializeOwned>(&mut self, value: Option<&Value>, path: &str) -> Option<T> {
+        let mut value = value.cloned().unwrap_or(Value::Mapping(Default::default()));
+        for _ in 0..64 {
+            match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+                Ok(v) => return Some(v),
+                Err(e) => {
+                    let inner = e.path().to_string();
+                    let full = if inner == "." || inner.is_empty() {
+                        path.to_owned()
+                    } else {
+                        format!("{path}.{inner}")
+                    };
+                    let segments: Vec<_> = e.path().iter().cloned().collect();
+                    self.err(full, e.into_inner().to_string());
+                    if !remove_at(&mut value, &segments) {
+                        return None;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn duration(&mut self, v: &Option<Scalar>, default: Duration, path: &str) -> Duration {
+        match v {
+            None => default,
+            Some(Scalar::Text(t)) => parse_duration(t).unwrap_or_else(|m| {
+                self.err(path, m);
+                default
+            }),
+            Some(Scalar::Int(n)) => {
+                self.err(
+                    path,
+                    format!("duration {n} needs a unit, e.g. {n}s or {n}ms"),
+                );
+                default
+            }
+        }
+    }
+
+    fn size(&mut self, v: &Option<Scalar>, default: u64, path: &str) -> u64 {
+        match v {
+            None => default,
+            Some(Scalar::Int(n)) => *n,
+            Some(Scalar::Text(t)) => parse_size(t).unwrap_or_else(|m| {
+                self.err(path, m);
+                default
+            }),
+        }
+    }
+}
+
+/// Removes the value at `path` (as reported by serde_path_to_error); false if not found.
+fn remove_at(value: &mut Value, path: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut cur = value;
+    for seg in parents {
+        let next = match (seg, cur) {
+            (Segment::Map { key }, Value::Mapping(m)) => m.get_mut(key.as_str()),
+            (Segment::Seq { index }, Value::Sequence(s)) => s.get_mut(*index),
+            _ => None,
+        };
+        let Some(n) = next else { return false };
+        cur = n;
+    }
+    match (last, cur) {
+        (Segment::Map { key }, Value::Mapping(m)) => m.remove(key.as_str()).is_some(),
+        (Segment::Seq { index }, Value::Sequence(s)) if *index < s.len() => {
+            s.remove(*index);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Compiles config text. `file` labels YAML syntax errors (`file:line:col`).
+pub fn compile_str(
+    text: &str,
+    file: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> (Option<Config>, Vec<Problem>) {
+    let mut root: Value = match serde_yaml_ng::from_str(text) {
+        Ok(Value::Null) => Value::Mapping(Default::default()),
+        Ok(v) => v,
+        Err(e) => {
+            let path = e.location().map_or_else(
+                || file.to_owned(),
+                |l| format!("{file}:{}:{}", l.line(), l.column()),
+            );
+            return (
+                None,
+                vec![Problem::error(path, format!("invalid YAML: {e}"))],
+            );
+        }
+    };
+    let mut cx = Cx {
+        problems: Vec::new(),
+    };
+    let Some(map) = root.as_mapping() else {
+        return (
+            None,
+            vec![Problem::error("", "the config must be a mapping")],
+        );
+    };
+    for key in map.keys() {
+        match key.as_str() {
+            Some(k) if TOP_LEVEL.contains(&k) => {}
+            _ => cx.err(
+                format!("{}", key.as_str().unwrap_or("?")),
+                format!("unknown key; expected one of {}", TOP_LEVEL.join(", ")),
+            ),
+        }
+    }
+    substitute(&mut root, "", lookup, &mut cx.problems);
+    let server = compile_server(&mut cx, root.get("server"));
+    let storage = compile_storage(&mut cx, root.get("storage"));
+    let dedupe = compile_dedupe(&mut cx, root.get("dedupe"));
+    check_functions(&mut cx, root.get("functions"));
+    let (sources, write_keys) = compile_sources(&mut cx, root.get("sources"));
+    let destinations = compile_destinations(&mut cx, root.get("destinations"), &sources, &server);
+    let config = Config {
+        server,
+        storage,
+        dedupe,
+        sources,
+        destinations,
+        write_keys,
+    };
+    let ok = cx.problems.iter().all(|p| p.severity == Severity::Warning);
+    (ok.then_some(config), cx.problems)
+}
+
+fn compile_server(cx: &mut Cx, v: Option<&Value>) -> ServerConfig {
+    let raw: RawServer = cx.section(v, "server").unwrap_or_default();
+    let listen = match raw.listen.as_deref() {
+        None => SocketAddr::from((Ipv4Addr::LOCALHOST, 8088)),
+        Some(text) => parse_listen(text).unwrap_or_else(|| {
+            cx.err(
+                "server.listen",
+                format!("invalid address {text:?}: expected host:port, e.g. 127.0.0.1:8088"),
+            );
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 8088))
+        }),
+    };
+    let admin_token = raw.admin_token.filter(|t| !t.is_empty());
+    if admin_token.is_none() && !listen.ip().is_loopback() {
+        cx.err(
+            "server.admin_token",
+            format!("listen is {listen}, which is not a loopback address; set admin_token so the admin API, UI and metrics are not open to the network"),
+        );
+    }
+    let server = ServerConfig {
+        listen,
+        data_dir: PathBuf::from(raw.data_dir.unwrap_or_else(|| "./data".into())),
+        admin_token,
+        allow_private_networks: raw.allow_private_networks.unwrap_or(false),
+        egress_allow: raw.egress_allow.unwrap_or_default(),
+        shutdown_timeout: cx.duration(
+            &raw.shutdown_timeout,
+            Duration::from_secs(10),
+            "server.shutdown_timeout",
+        ),
+        recent_events: raw.recent_events.unwrap_or(1000),
+        min_free_disk: cx.size(&raw.min_free_disk, 1 << 30, "server.min_free_disk"),
+    };
+    if server.recent_events == 0 || server.recent_events > 100_000 {
+        cx.err("server.recent_events", "must be between 1 and 100000");
+    }
+    server
+}
+
+fn parse_listen(text: &str) -> Option<SocketAddr> {
+    if let Ok(a) = text.parse() {
+        return Some(a);
+    }
+    let port: u16 = text.strip_prefix("localhost:")?.parse().ok()?;
+    Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+}
+
+fn compile_storage(cx: &mut Cx, v: Option<&Value>) -> StorageConfig {
+    let raw: RawStorage = cx.section(v, "storage").unwrap_or_default();
+    match raw.kind.as_deref() {
+        None | Some("embedded") => {}
+        Some("nats") => cx.err(
+            "storage.type",
+            "scale-out mode (nats) is not implemented yet; use embedded",
+        ),
+        Some(other) => cx.err(
+            "storage.type",
+            format!("unknown storage type {other:?}; expected embedded or nats"),
+        ),
+    }
+    for (key, set) in [
+        ("nats", raw.nats.is_some()),
+        ("postgres", raw.postgres.is_some()),
+    ] {
+        if set {
+            cx.problems.push(Problem::warning(
+                format!("storage.{key}"),
+                "ignored: only used when storage.type is nats",
+            ));
+        }
+    }
+    let retention = raw.retention.unwrap_or_default();
+    let storage = StorageConfig {
+        retention_max_age: cx.duration(
+            &retention.max_age,
+            Duration::from_secs(7 * 86_400),
+            "storage.retention.max_age",
+        ),
+        retention_max_bytes: cx.size(
+            &retention.max_bytes,
+            50 << 30,
+            "storage.retention.max_bytes",
+        ),
+        segment_bytes: cx.size(&raw.segment_bytes, 64 << 20, "storage.segment_bytes"),
+        commit_window: cx.duration(
+            &raw.commit_window,
+            Duration::from_millis(1),
+            "storage.commit_window",
+        ),
+        queue_bytes: cx.size(&raw.queue_bytes, 64 << 20, "storage.queue_bytes"),
+    };
+    if !(4096..=1 << 30).contains(&storage.segment_bytes) {
+        cx.err("storage.segment_bytes", "must be between 4KiB and 1GiB");
+    }
+    if storage.commit_window > Duration::from_millis(50) {
+        cx.err(
+            "storage.commit_window",
+            "must be at most 50ms: every ack waits for it",
+        );
+    }
+    if storage.queue_bytes < 1 << 20 {
+        cx.err("storage.queue_bytes", "must be at least 1MiB");
+    }
+    storage
+}
+
+fn compile_dedupe(cx: &mut Cx, v: Option<&Value>) -> DedupeConfig {
+    let raw: RawDedupe = cx.section(v, "dedupe").unwrap_or_default();
+    let window = cx.duration(&raw.window, Duration::from_secs(86_400), "dedupe.window");
+    if window < Duration::from_secs(1) {
+        cx.err("dedupe.window", "must be at least 1s");
+    }
+    DedupeConfig {
+        window,
+        max_keys: raw.max_keys.unwrap_or(200_000_000),
+    }
+}
+
+/// Functions run with webhook sources; their limits are checked now so that a config
+/// written for them is validated already.
+fn check_functions(cx: &mut Cx, v: Option<&Value>) {
+    let raw: RawFunctions = cx.section(v, "functions").unwrap_or_default();
+    cx.duration(&raw.deadline, Duration::from_secs(5), "functions.deadline");
+    cx.size(&raw.memory, 128 << 20, "functions.memory");
+    cx.size(&raw.max_body, 512 << 10, "functions.max_body");
+    if raw.workers == Some(0) {
+        cx.err("functions.workers", "must be at least 1");
+    }
+    let retry = raw.retry.unwrap_or_default();
+    if retry.attempts == Some(0) {
+        cx.err("functions.retry.attempts", "must be at least 1");
+    }
+    cx.duration(
+        &retry.initial,
+        Duration::from_secs(60),
+        "functions.retry.initial",
+    );
+    cx.duration(&retry.max, Duration::from_secs(1200), "functions.retry.max");
+}
+
+pub(super) fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Checks ids in a list: the pattern and uniqueness. Returns the path label of each item.
+fn list_items<'a>(cx: &mut Cx, v: Option<&'a Value>, name: &str) -> Vec<(String, &'a Value)> {
+    let Some(v) = v else { return Vec::new() };
+    let Some(items) = v.as_sequence() else {
+        cx.err(name, "must be a list");
+        return Vec::new();
+    };
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let label = item_label(item).unwrap_or_else(|| i.to_string());
+        let path = format!("{name}[{label}]");
+        if let Some(id) = item.get("id").and_then(Value::as_str) {
+            if !valid_id(id) {
+                cx.err(
+                    format!("{path}.id"),
+                    format!("id {id:?} must match [a-z0-9_-]+"),
+                );
+            } else if !seen.insert(id.to_owned()) {
+                cx.err(format!("{path}.id"), format!("duplicate id {id:?}"));
+            }
+        }
+        out.push((path, item));
+    }
+    out
+}
+
+type WriteKeys = HashMap<String, (String, String)>;
+
+fn compile_sources(cx: &mut Cx, v: Option<&Value>) -> (Vec<SourceConfig>, WriteKeys) {
+    let mut sources = Vec::new();
+    let mut keys: WriteKeys = HashMap::new();
+    for (path, item) in list_items(cx, v, "sources") {
+        let Some(raw) = cx.section::<RawSource>(Some(item), &path) else {
+            continue;
+        };
+        match raw.kind.as_str() {
+            "http_api" => {}
+            "webhook" => {
+                cx.err(
+                    format!("{path}.type"),
+                    "webhook sources are not implemented yet (they arrive with source functions)",
+                );
+                continue;
+            }
+            other => {
+                cx.err(
+                    format!("{path}.type"),
+                    format!("unknown source type {other:?}; expected one of {SOURCE_TYPES}"),
+                );
+                continue;
+            }
+        }
+        for (field, set) in [
+            ("function", raw.function.is_some()),
+            ("token", raw.token.is_some()),
+            ("verify", raw.verify.is_some()),
+            ("settings", raw.settings.is_some()),
+            ("idempotency", raw.idempotency.is_some()),
+            ("environment", raw.environment.is_some()),
+            ("public", raw.public.is_some()),
+        ] {
+            if set {
+                cx.err(
+                    format!("{path}.{field}"),
+                    "only webhook sources take this key",
+                );
+            }
+        }
+        let write_keys: Vec<(String, String)> =
+            raw.write_keys.unwrap_or_default().into_iter().collect();
+        if write_keys.is_empty() {
+            cx.err(
+                format!("{path}.write_keys"),
+                "an http_api source needs at least one write key, e.g. { production: wk_... }",
+            );
+        }
+        for (env, key) in &write_keys {
+            let kpath = format!("{path}.write_keys.{env}");
+            if !valid_id(env) {
+                cx.err(
+                    &kpath,
+                    format!("environment {env:?} must match [a-z0-9_-]+"),
+                );
+            }
+            if key.is_empty()
+                || key.len() > 200
+                || key.contains(':')
+                || key.chars().any(char::is_control)
+            {
+                cx.err(
+                    &kpath,
+                    "a write key must be 1-200 characters, without ':' or control characters",
+                );
+            } else if let Some((other, _)) = keys.insert(key.clone(), (raw.id.clone(), env.clone()))
+            {
+                cx.err(
+                    &kpath,
+                    format!("this write key is already used by source {other:?}"),
+                );
+            }
+        }
+        let kind = SourceKind::HttpApi {
+            write_keys,
+            rate_limit: raw.rate_limit.unwrap_or(0),
+        };
+        sources.push(SourceConfig { id: raw.id, kind });
+    }
+    (sources, keys)
+}
+
+fn compile_destinations(
+    cx: &mut Cx,
+    v: Option<&Value>,
+    sources: &[SourceConfig],
+    server: &ServerConfig,
+) -> Vec<DestinationConfig> {
+    let mut out = Vec::new();
+    let mut paths = HashSet::new();
+    for (path, item) in list_items(cx, v, "destinations") {
+        let Some(raw) = cx.section::<RawDestination>(Some(item), &path) else {
+            continue;
+        };
+        if let Some(list) = &raw.sources {
+            for s in list.iter().filter(|s| !sources.iter().any(|x| &x.id == *s)) {
+                cx.err(format!("{path}.sources"), format!("unknown source {s:?}"));
+            }
+        }
+        let start = match raw.start.as_deref() {
+            None | Some("latest") => Start::Latest,
+            Some("earliest") => Start::Earliest,
+            Some(other) => {
+                cx.err(
+                    format!("{path}.start"),
+                    format!("unknown start {other:?}; expected latest or earliest"),
+                );
+                Start::Latest
+            }
+        };
+        for (field, set) in [
+            ("subscribe", raw.subscribe.is_some()),
+            ("delivery", raw.delivery.is_some()),
+            ("retry", raw.retry.is_some()),
+            ("backlog", raw.backlog.is_some()),
+        ] {
+            if set {
+                cx.err(
+                    format!("{path}.{field}"),
+                    "not implemented yet for this build (arrives with the delivery engine)",
+                );
+            }
+        }
+        let kind = match raw.kind.as_str() {
+            "file" => compile_file(cx, raw.settings.as_ref(), &path, server),
+            "webhook" | "postgres" | "segment" | "nats" => {
+                cx.err(
+                    format!("{path}.type"),
+                    format!("{} destinations are not implemented yet", raw.kind),
+                );
+                None
+            }
+            other => {
+                cx.err(
+                    format!("{path}.type"),
+                    format!(
+                        "unknown destination type {other:?}; expected one of {DESTINATION_TYPES}"
+                    ),
+                );
+                None
+            }
+        };
+        if raw.mappings.is_some() {
+            cx.err(
+                format!("{path}.mappings"),
+                "only webhook destinations take mappings",
+            );
+        }
+        let Some(kind) = kind else { continue };
+        let DestinationKind::File(f) = &kind;
+        if !paths.insert(f.path.clone()) {
+            cx.err(
+                format!("{path}.settings.path"),
+                "another file destination already writes this path",
+            );
+        }
+        out.push(DestinationConfig {
+            id: raw.id,
+            sources: raw.sources,
+            environments: raw.environments,
+            start,
+            kind,
+        });
+    }
+    out
+}
+
+fn compile_file(
+    cx: &mut Cx,
+    settings: Option<&Value>,
+    path: &str,
+    _server: &ServerConfig,
+) -> Option<DestinationKind> {
+    let spath = format!("{path}.settings");
+    if settings.is_none() {
+        cx.err(&spath, "a file destination needs settings.path");
+        return None;
+    }
+    let raw: RawFileSettings = cx.section(settings, &spath)?;
+    let max_bytes = cx.size(&raw.max_bytes, 256 << 20, &format!("{spath}.max_bytes"));
+    if max_bytes < 4096 {
+        cx.err(format!("{spath}.max_bytes"), "must be at least 4KiB");
+    }
+    let keep = raw.keep.unwrap_or(10);
+    if raw.path.is_empty() {
+        cx.err(format!("{spath}.path"), "must not be empty");
+        return None;
+    }
+    Some(DestinationKind::File(FileSettings {
+        path: PathBuf::from(raw.path),
+        max_bytes,
+        keep,
+    }))
+}

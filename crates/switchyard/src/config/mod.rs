@@ -1,0 +1,180 @@
+//! Configuration: the YAML file (SPEC §3) compiled into a validated `Config`.
+//!
+//! Layout: `raw.rs` (serde structs as written), `vars.rs` (`${ENV}` substitution),
+//! `units.rs` (durations and sizes), `compile.rs` (raw → `Config`, collecting every problem
+//! with its path), `demo.rs` (the workspace `serve` starts without `--config`).
+
+mod compile;
+pub mod demo;
+mod raw;
+pub mod units;
+mod vars;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use compile::compile_str;
+
+/// One finding of the config compiler, printed by `check` as `<severity> <path> <message>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub severity: Severity,
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Problem {
+    pub fn error(path: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            severity: Severity::Error,
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+    pub fn warning(path: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            severity: Severity::Warning,
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let path = if self.path.is_empty() {
+            "<root>"
+        } else {
+            &self.path
+        };
+        write!(f, "{sev} {path} {}", self.message)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub dedupe: DedupeConfig,
+    pub sources: Vec<SourceConfig>,
+    pub destinations: Vec<DestinationConfig>,
+    /// Write key → (source id, environment).
+    pub write_keys: HashMap<String, (String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub admin_token: Option<String>,
+    pub allow_private_networks: bool,
+    pub egress_allow: Vec<String>,
+    pub shutdown_timeout: Duration,
+    pub recent_events: usize,
+    pub min_free_disk: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub retention_max_age: Duration,
+    pub retention_max_bytes: u64,
+    pub segment_bytes: u64,
+    pub commit_window: Duration,
+    pub queue_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DedupeConfig {
+    pub window: Duration,
+    pub max_keys: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub id: String,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// The Segment HTTP Tracking API.
+    HttpApi {
+        write_keys: Vec<(String, String)>,
+        rate_limit: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Latest,
+    Earliest,
+}
+
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    pub id: String,
+    /// `None` means every source.
+    pub sources: Option<Vec<String>>,
+    /// `None` means every environment.
+    pub environments: Option<Vec<String>>,
+    pub start: Start,
+    pub kind: DestinationKind,
+}
+
+impl DestinationConfig {
+    /// Whether an event from `source`/`environment` is for this destination.
+    pub fn wants(&self, source: &str, environment: &str) -> bool {
+        self.sources
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == source))
+            && self
+                .environments
+                .as_ref()
+                .is_none_or(|e| e.iter().any(|x| x == environment))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum DestinationKind {
+    File(FileSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct FileSettings {
+    pub path: PathBuf,
+    pub max_bytes: u64,
+    pub keep: usize,
+}
+
+/// Reads and compiles a config file. On failure, every problem found is returned.
+pub fn load(path: &Path) -> Result<(Config, Vec<Problem>), Vec<Problem>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem::error(
+            path.display().to_string(),
+            format!("cannot read config: {e}"),
+        )]
+    })?;
+    let (config, problems) = compile_str(&text, &path.display().to_string(), &|k| {
+        std::env::var(k).ok()
+    });
+    match config {
+        Some(c) if problems.iter().all(|p| p.severity == Severity::Warning) => Ok((c, problems)),
+        _ => Err(problems),
+    }
+}
+
+#[cfg(test)]
+mod tests;

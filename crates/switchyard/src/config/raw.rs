@@ -1,0 +1,117 @@
+//! The config file as written: serde structs that reject unknown keys. `compile.rs` turns
+//! them into a validated `Config`. Units stay text here so that errors can name the path.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+/// A size or duration as written: `512KiB`, `10s`, or a bare integer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Int(u64),
+    Text(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub data_dir: Option<String>,
+    pub admin_token: Option<String>,
+    pub allow_private_networks: Option<bool>,
+    pub egress_allow: Option<Vec<String>>,
+    pub shutdown_timeout: Option<Scalar>,
+    pub recent_events: Option<usize>,
+    pub min_free_disk: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub retention: Option<RawRetention>,
+    pub nats: Option<Value>,
+    pub postgres: Option<Value>,
+    /// Size at which the active log segment is sealed (default 64MiB).
+    pub segment_bytes: Option<Scalar>,
+    /// How long a group commit waits to gather more requests (default 1ms).
+    pub commit_window: Option<Scalar>,
+    /// Bytes that may wait for the writer before ingest answers 429 (default 64MiB).
+    pub queue_bytes: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub max_age: Option<Scalar>,
+    pub max_bytes: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDedupe {
+    pub window: Option<Scalar>,
+    pub max_keys: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFunctions {
+    pub deadline: Option<Scalar>,
+    pub memory: Option<Scalar>,
+    pub max_body: Option<Scalar>,
+    pub workers: Option<usize>,
+    pub retry: Option<RawFunctionRetry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFunctionRetry {
+    pub attempts: Option<u32>,
+    pub initial: Option<Scalar>,
+    pub max: Option<Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub write_keys: Option<IndexMap<String, String>>,
+    pub rate_limit: Option<u64>,
+    pub environment: Option<String>,
+    pub function: Option<String>,
+    pub settings: Option<Value>,
+    pub token: Option<String>,
+    pub idempotency: Option<Value>,
+    pub verify: Option<Value>,
+    pub public: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub sources: Option<Vec<String>>,
+    pub environments: Option<Vec<String>>,
+    pub subscribe: Option<String>,
+    pub settings: Option<Value>,
+    pub delivery: Option<Value>,
+    pub retry: Option<Value>,
+    pub backlog: Option<Value>,
+    pub start: Option<String>,
+    pub mappings: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileSettings {
+    pub path: String,
+    pub max_bytes: Option<Scalar>,
+    pub keep: Option<usize>,
+}

@@ -1,0 +1,137 @@
+use super::*;
+
+fn compile(text: &str) -> (Option<Config>, Vec<String>) {
+    let env = |k: &str| (k == "KEY").then(|| "wk_from_env".to_owned());
+    let (c, problems) = compile_str(text, "test.yaml", &env);
+    (c, problems.iter().map(ToString::to_string).collect())
+}
+
+#[test]
+fn a_full_valid_config() {
+    let (c, problems) = compile(
+        r#"
+server: { listen: 127.0.0.1:9000, data_dir: /tmp/sy, shutdown_timeout: 5s, recent_events: 50 }
+storage: { retention: { max_age: 2d, max_bytes: 1GiB }, commit_window: 2ms }
+dedupe: { window: 1h30m, max_keys: 1000 }
+sources:
+  - id: web
+    type: http_api
+    write_keys: { production: "${KEY}", development: wk_dev }
+destinations:
+  - id: archive
+    type: file
+    sources: [web]
+    environments: [production]
+    settings: { path: /tmp/sy/events.jsonl, max_bytes: 1MiB, keep: 3 }
+"#,
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    let c = c.expect("compiles");
+    assert_eq!(c.server.listen.port(), 9000);
+    assert_eq!(c.dedupe.window, Duration::from_secs(5400));
+    assert_eq!(
+        c.write_keys.get("wk_from_env"),
+        Some(&("web".to_owned(), "production".to_owned()))
+    );
+    assert_eq!(
+        c.write_keys.get("wk_dev"),
+        Some(&("web".to_owned(), "development".to_owned()))
+    );
+    let d = &c.destinations[0];
+    assert!(
+        d.wants("web", "production")
+            && !d.wants("web", "development")
+            && !d.wants("app", "production")
+    );
+    let DestinationKind::File(f) = &d.kind;
+    assert_eq!((f.max_bytes, f.keep), (1 << 20, 3));
+}
+
+#[test]
+fn json_is_accepted_too() {
+    let (c, problems) = compile(
+        "{\"sources\":[{\"id\":\"web\",\"type\":\"http_api\",\"write_keys\":{\"production\":\"k\"}}]}",
+    );
+    assert!(c.is_some(), "{problems:?}");
+}
+
+#[test]
+fn every_error_is_reported_with_its_path() {
+    let (c, problems) = compile(
+        r#"
+server: { listen: "nope", shutdown_timeout: 10, bogus: 1 }
+dedupe: { window: 5x }
+extra: true
+sources:
+  - id: Web
+    type: http_api
+    write_keys: { production: "${UNSET}" }
+  - id: app
+    type: carrier_pigeon
+  - id: dup
+    type: http_api
+    write_keys: { production: k1 }
+  - id: dup
+    type: http_api
+    write_keys: { production: k1 }
+destinations:
+  - id: archive
+    type: file
+    sources: [nowhere]
+    settings: { path: /tmp/x.jsonl, colour: blue }
+"#,
+    );
+    assert!(c.is_none());
+    let expect = [
+        "error extra unknown key",
+        "error server.listen invalid address",
+        "error server.shutdown_timeout duration 10 needs a unit",
+        "error server.bogus unknown field",
+        "error dedupe.window invalid duration",
+        "error sources[Web].id id \"Web\" must match",
+        "error sources[Web].write_keys.production environment variable UNSET is not set",
+        "error sources[app].type unknown source type \"carrier_pigeon\"",
+        "error sources[dup].id duplicate id",
+        "error sources[dup].write_keys.production this write key is already used",
+        "error destinations[archive].sources unknown source \"nowhere\"",
+        "error destinations[archive].settings",
+    ];
+    for e in expect {
+        assert!(
+            problems.iter().any(|p| p.starts_with(e)),
+            "missing {e:?} in {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn non_loopback_listen_needs_a_token() {
+    let (_, problems) = compile("server: { listen: 0.0.0.0:8088 }");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("error server.admin_token")),
+        "{problems:?}"
+    );
+    let (c, _) = compile("server: { listen: 0.0.0.0:8088, admin_token: t0k }");
+    assert!(c.is_some());
+}
+
+#[test]
+fn yaml_syntax_errors_carry_line_and_column() {
+    let (c, problems) = compile("server:\n  listen: [unclosed\n");
+    assert!(c.is_none());
+    assert!(problems[0].starts_with("error test.yaml:"), "{problems:?}");
+}
+
+#[test]
+fn demo_config_compiles_and_keeps_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = demo::config(dir.path(), "127.0.0.1:0").unwrap();
+    let b = demo::config(dir.path(), "127.0.0.1:0").unwrap();
+    assert_eq!(
+        a.write_keys.keys().collect::<Vec<_>>(),
+        b.write_keys.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(a.sources[0].id, demo::DEMO_SOURCE);
+}

@@ -1,0 +1,75 @@
+//! Durable destination cursors: where each destination is in the log, in
+//! `data_dir/cursors/<destination>.json`, replaced atomically (write, fsync, rename, fsync).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::log::segment::Position;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CursorState {
+    /// The position of the next record to handle.
+    pub position: Position,
+    /// Its sequence number.
+    pub next_seq: u64,
+}
+
+pub struct CursorFile {
+    path: PathBuf,
+}
+
+impl CursorFile {
+    pub fn new(data_dir: &Path, destination: &str) -> CursorFile {
+        CursorFile {
+            path: data_dir.join("cursors").join(format!("{destination}.json")),
+        }
+    }
+
+    pub fn load(&self) -> io::Result<Option<CursorState>> {
+        match fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn save(&self, state: &CursorState) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
+        let tmp = self.path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
+        fs::write(&tmp, bytes)?;
+        fs::File::open(&tmp)?.sync_all()?;
+        fs::rename(&tmp, &self.path)?;
+        fs::File::open(dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = CursorFile::new(dir.path(), "archive");
+        assert_eq!(c.load().unwrap(), None);
+        let s = CursorState {
+            position: Position {
+                segment: 5,
+                offset: 77,
+            },
+            next_seq: 9,
+        };
+        c.save(&s).unwrap();
+        assert_eq!(
+            CursorFile::new(dir.path(), "archive").load().unwrap(),
+            Some(s)
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! Destinations: each runs its own task that reads the log through its own durable cursor,
+//! so a slow destination only grows its own backlog (on disk), never ingest's or another
+//! destination's.
+
+mod file;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DestinationConfig, DestinationKind, Start};
+use crate::cursor::{CursorFile, CursorState};
+use crate::log::Committed;
+use crate::log::reader::LogReader;
+use crate::log::record::Kind;
+use crate::log::segment::{self, Position};
+use crate::telemetry::{Metrics, metrics};
+pub use file::{FileSink, rotated_path};
+
+const BATCH_RECORDS: usize = 2000;
+const BATCH_BYTES: usize = 4 << 20;
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What the rest of the process can see of a running destination.
+pub struct DestinationStatus {
+    pub id: String,
+    next_seq: AtomicU64,
+    position: Mutex<Position>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl DestinationStatus {
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Acquire)
+    }
+    pub fn position(&self) -> Position {
+        *self.position.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    fn set(&self, s: &CursorState) {
+        self.next_seq.store(s.next_seq, Ordering::Release);
+        *self.position.lock().unwrap_or_else(|p| p.into_inner()) = s.position;
+    }
+}
+
+pub struct Runner {
+    pub config: DestinationConfig,
+    pub data_dir: std::path::PathBuf,
+    pub log_dir: std::path::PathBuf,
+    pub committed: watch::Receiver<Committed>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Runner {
+    /// Loads (or creates) the cursor; the returned status is live from then on.
+    pub fn prepare(&self) -> std::io::Result<(CursorState, Arc<DestinationStatus>)> {
+        let cursor = CursorFile::new(&self.data_dir, &self.config.id);
+        let state = match cursor.load()? {
+            Some(s) => s,
+            None => {
+                let committed = *self.committed.borrow();
+                let s = match self.config.start {
+                    Start::Latest => CursorState {
+                        position: committed.end,
+                        next_seq: committed.next_seq,
+                    },
+                    Start::Earliest => {
+                        let first = segment::list_segments(&self.log_dir)?
+                            .first()
+                            .copied()
+                            .unwrap_or(0);
+                        CursorState {
+                            position: Position {
+                                segment: first,
+                                offset: 0,
+                            },
+                            next_seq: first,
+                        }
+                    }
+                };
+                cursor.save(&s)?;
+                s
+            }
+        };
+        let status = Arc::new(DestinationStatus {
+            id: self.config.id.clone(),
+            next_seq: AtomicU64::new(state.next_seq),
+            position: Mutex::new(state.position),
+            last_error: Mutex::new(None),
+        });
+        Ok((state, status))
+    }
+
+    /// Runs until `cancel`; finishes the batch in hand first.
+    pub async fn run(
+        mut self,
+        mut state: CursorState,
+        status: Arc<DestinationStatus>,
+        cancel: CancellationToken,
+    ) {
+        let DestinationKind::File(settings) = self.config.kind.clone();
+        let mut work = Some(Work {
+            reader: LogReader::new(&self.log_dir, state.position),
+            sink: FileSink::new(settings),
+        });
+        let labels = metrics::destination(&self.config.id);
+        loop {
+            let committed = *self.committed.borrow_and_update();
+            self.metrics
+                .backlog
+                .get_or_create(&labels)
+                .set(committed.next_seq.saturating_sub(state.next_seq) as i64);
+            if state.position >= committed.end {
+                tokio::select! {
+                    changed = self.committed.changed() => if changed.is_err() { break },
+                    () = cancel.cancelled() => break,
+                }
+                continue;
+            }
+            let Some(mut w) = work.take() else { break };
+            let config = self.config.clone();
+            let cursor = CursorFile::new(&self.data_dir, &self.config.id);
+            let joined = tokio::task::spawn_blocking(move || {
+                let r = w.step(&config, &cursor, state, committed.end);
+                (w, r)
+            })
+            .await;
+            let Ok((mut w, result)) = joined else { break };
+            match result {
+                Ok((next, delivered)) => {
+                    let stuck = next == state;
+                    state = next;
+                    if stuck {
+                        // Nothing could be read before the committed end: wait, don't spin.
+                        tokio::select! {
+                            _ = tokio::time::timeout(ERROR_BACKOFF, self.committed.changed()) => {},
+                            () = cancel.cancelled() => {},
+                        }
+                    }
+                    status.set(&state);
+                    *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    self.metrics
+                        .delivered
+                        .get_or_create(&labels)
+                        .inc_by(delivered as u64);
+                }
+                Err(error) => {
+                    tracing::error!(destination = %self.config.id, %error, "Destination write failed; retrying the batch");
+                    *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(error.to_string());
+                    w.reader = LogReader::new(&self.log_dir, state.position);
+                    tokio::select! {
+                        () = tokio::time::sleep(ERROR_BACKOFF) => {},
+                        () = cancel.cancelled() => break,
+                    }
+                }
+            }
+            work = Some(w);
+            if cancel.is_cancelled() {
+                break;
+            }
+        }
+        tracing::info!(destination = %self.config.id, next_seq = state.next_seq, "Destination stopped");
+    }
+}
+
+struct Work {
+    reader: LogReader,
+    sink: FileSink,
+}
+
+impl Work {
+    /// Reads one batch, writes what matches, then saves the cursor. Blocking.
+    fn step(
+        &mut self,
+        config: &DestinationConfig,
+        cursor: &CursorFile,
+        state: CursorState,
+        end: Position,
+    ) -> std::io::Result<(CursorState, usize)> {
+        let batch = self.reader.read(end, BATCH_RECORDS, BATCH_BYTES)?;
+        let Some(last) = batch.last() else {
+            // Nothing readable before `end` (e.g. a reclaimed or damaged segment was skipped).
+            let next = CursorState {
+                position: self.reader.position(),
+                next_seq: state.next_seq,
+            };
+            cursor.save(&next)?;
+            return Ok((next, 0));
+        };
+        let next = CursorState {
+            position: last.next,
+            next_seq: last.record.seq + 1,
+        };
+        let wanted = batch
+            .iter()
+            .map(|r| &r.record.entry)
+            .filter(|e| e.kind == Kind::Accepted && config.wants(&e.source, &e.environment));
+        let delivered = self.sink.write_batch(wanted.map(|e| e.body.as_slice()))?;
+        cursor.save(&next)?;
+        Ok((next, delivered))
+    }
+}

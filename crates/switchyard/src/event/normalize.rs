@@ -1,0 +1,372 @@
+//! Validation and normalisation of one Segment message.
+//!
+//! The element is parsed one level deep (`IndexMap<String, &RawValue>`): nested objects such
+//! as `properties` and `traits` are copied as raw bytes, never re-serialised. Only the fields
+//! we set or check are touched, and the element's field order is kept.
+
+use indexmap::IndexMap;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+use super::merge::deep_merge;
+use super::{EventType, timestamp};
+
+/// Per-event size limit, measured on the element's raw bytes before the envelope merge.
+pub const MAX_EVENT_BYTES: usize = 32_768;
+pub const MAX_MESSAGE_ID_CHARS: usize = 100;
+
+/// What every element of one request shares.
+pub struct RequestContext<'a> {
+    pub source: &'a str,
+    pub environment: &'a str,
+    pub received_at: OffsetDateTime,
+    /// Set on single-event routes (`/v1/track`, `/v1/t`, ...): the path decides the type.
+    pub path_type: Option<EventType>,
+    pub sent_at: Option<&'a RawValue>,
+    pub context: Option<&'a RawValue>,
+    pub integrations: Option<&'a RawValue>,
+}
+
+#[derive(Debug)]
+pub struct Normalized {
+    pub message_id: String,
+    pub body: Vec<u8>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// A stable slug, used as the metric label.
+    pub code: &'static str,
+    pub message: String,
+    pub message_id: Option<String>,
+}
+
+impl Rejection {
+    fn new(code: &'static str, message: impl Into<String>) -> Rejection {
+        Rejection {
+            code,
+            message: message.into(),
+            message_id: None,
+        }
+    }
+}
+
+enum Out<'a> {
+    Raw(&'a RawValue),
+    Owned(String),
+}
+
+type Fields<'a> = IndexMap<String, Out<'a>>;
+
+pub fn normalize(raw: &RawValue, cx: &RequestContext<'_>) -> Result<Normalized, Rejection> {
+    let message_id_hint = message_id_hint(raw);
+    normalize_inner(raw, cx).map_err(|mut r| {
+        r.message_id = message_id_hint;
+        r
+    })
+}
+
+fn normalize_inner(raw: &RawValue, cx: &RequestContext<'_>) -> Result<Normalized, Rejection> {
+    if raw.get().len() > MAX_EVENT_BYTES {
+        let msg = format!(
+            "event is {} bytes; the limit is {MAX_EVENT_BYTES}",
+            raw.get().len()
+        );
+        return Err(Rejection::new("event_too_large", msg));
+    }
+    let parsed: IndexMap<String, &RawValue> = serde_json::from_str(raw.get())
+        .map_err(|_| Rejection::new("invalid_event", "event must be a JSON object"))?;
+    let mut f: Fields<'_> = parsed.into_iter().map(|(k, v)| (k, Out::Raw(v))).collect();
+    let ty = event_type(&f, cx.path_type)?;
+    f.insert("type".into(), Out::Owned(json_string(ty.as_str())));
+    for key in ["writeKey", "originalTimestamp", "receivedAt", "version"] {
+        f.shift_remove(key);
+    }
+    let user = coerce_id(&mut f, "userId")?;
+    let anon = coerce_id(&mut f, "anonymousId")?;
+    let group = coerce_id(&mut f, "groupId")?;
+    let previous = coerce_id(&mut f, "previousId")?;
+    check_required(ty, &f, user, anon, group, previous)?;
+    let message_id = message_id(&mut f)?;
+    let mut warnings = Vec::new();
+    set_timestamps(&mut f, cx, &mut warnings);
+    set_context(&mut f, cx, &mut warnings)?;
+    if let Some(env_integrations) = cx.integrations {
+        let merged = merge_raw(env_integrations, f.get("integrations"));
+        f.insert("integrations".into(), Out::Owned(merged));
+    }
+    f.insert("version".into(), Out::Owned("2".into()));
+    Ok(Normalized {
+        message_id,
+        body: write(&f),
+        warnings,
+    })
+}
+
+fn event_type(f: &Fields<'_>, path_type: Option<EventType>) -> Result<EventType, Rejection> {
+    if let Some(t) = path_type {
+        return Ok(t);
+    }
+    let Some(raw) = f.get("type") else {
+        return Err(Rejection::new("missing_type", "event has no \"type\""));
+    };
+    let name = str_of(raw).unwrap_or_default();
+    EventType::parse(&name).ok_or_else(|| {
+        Rejection::new("invalid_type", format!("unknown event type {name:?}; expected track, identify, page, screen, group or alias"))
+    })
+}
+
+/// IDs: a string stays, a number becomes its decimal string, `null` and `""` mean absent.
+/// Returns whether a usable ID is present.
+fn coerce_id(f: &mut Fields<'_>, name: &str) -> Result<bool, Rejection> {
+    let Some(Out::Raw(raw)) = f.get(name) else {
+        return Ok(false);
+    };
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::String(s)) if !s.is_empty() => Ok(true),
+        Ok(Value::String(_) | Value::Null) => {
+            f.shift_remove(name);
+            Ok(false)
+        }
+        Ok(Value::Number(n)) => {
+            f.insert(name.into(), Out::Owned(json_string(&n.to_string())));
+            Ok(true)
+        }
+        _ => Err(Rejection::new(
+            "invalid_id",
+            format!("{name} must be a string or a number"),
+        )),
+    }
+}
+
+fn check_required(
+    ty: EventType,
+    f: &Fields<'_>,
+    user: bool,
+    anon: bool,
+    group: bool,
+    previous: bool,
+) -> Result<(), Rejection> {
+    if !user && !anon {
+        return Err(Rejection::new(
+            "no_user_anon_id",
+            "event needs a userId or an anonymousId",
+        ));
+    }
+    match ty {
+        EventType::Track => {
+            let name = f.get("event").and_then(str_of).unwrap_or_default();
+            if name.is_empty() {
+                return Err(Rejection::new(
+                    "missing_event_name",
+                    "track event is missing a name (\"event\")",
+                ));
+            }
+        }
+        EventType::Group if !group => {
+            return Err(Rejection::new(
+                "missing_group_id",
+                "group event needs a groupId",
+            ));
+        }
+        EventType::Alias if !previous || !user => {
+            return Err(Rejection::new(
+                "invalid_alias",
+                "alias event needs both previousId and userId",
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn message_id(f: &mut Fields<'_>) -> Result<String, Rejection> {
+    let value = match f.get("messageId") {
+        Some(Out::Raw(raw)) => serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let id = match value {
+        Value::String(s) if !s.is_empty() => s,
+        Value::Number(n) => n.to_string(),
+        Value::Null | Value::String(_) => format!("api-{}", uuid::Uuid::new_v4()),
+        _ => {
+            return Err(Rejection::new(
+                "invalid_message_id",
+                "messageId must be a string",
+            ));
+        }
+    };
+    if id.chars().count() > MAX_MESSAGE_ID_CHARS {
+        return Err(Rejection::new(
+            "message_id_too_long",
+            format!("messageId is longer than {MAX_MESSAGE_ID_CHARS} characters"),
+        ));
+    }
+    f.insert("messageId".into(), Out::Owned(json_string(&id)));
+    Ok(id)
+}
+
+fn set_timestamps(f: &mut Fields<'_>, cx: &RequestContext<'_>, warnings: &mut Vec<String>) {
+    let mut parse_field = |raw: Option<&RawValue>, name: &str| -> Option<OffsetDateTime> {
+        let raw = raw?;
+        if raw.get() == "null" {
+            return None;
+        }
+        let parsed = str_of_raw(raw).as_deref().and_then(timestamp::parse);
+        if parsed.is_none() {
+            warnings.push(format!(
+                "unparseable {name} {} was treated as absent",
+                truncate(raw.get(), 64)
+            ));
+        }
+        parsed
+    };
+    let original = parse_field(raw_of(f.get("timestamp")), "timestamp");
+    let own_sent = raw_of(f.get("sentAt"));
+    let sent_at = parse_field(own_sent.or(cx.sent_at), "sentAt");
+    let c = timestamp::correct(cx.received_at, sent_at, original);
+    f.insert(
+        "timestamp".into(),
+        Out::Owned(json_string(&timestamp::format(c.timestamp))),
+    );
+    if let Some(o) = c.original {
+        f.insert(
+            "originalTimestamp".into(),
+            Out::Owned(json_string(&timestamp::format(o))),
+        );
+    }
+    match sent_at {
+        Some(s) => f.insert(
+            "sentAt".into(),
+            Out::Owned(json_string(&timestamp::format(s))),
+        ),
+        None => f.shift_remove("sentAt"),
+    };
+    f.insert(
+        "receivedAt".into(),
+        Out::Owned(json_string(&timestamp::format(cx.received_at))),
+    );
+}
+
+/// Merges the envelope context, then records where the event came from in
+/// `context.switchyard`.
+fn set_context(
+    f: &mut Fields<'_>,
+    cx: &RequestContext<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(), Rejection> {
+    let own = raw_of(f.get("context")).filter(|r| r.get() != "null");
+    let mut ctx: IndexMap<String, Value> = match (cx.context, own) {
+        (Some(env), own) => match serde_json::from_str(&merge_raw(env, own.map(Out::Raw).as_ref()))
+        {
+            Ok(Value::Object(m)) => m.into_iter().collect(),
+            _ => IndexMap::new(),
+        },
+        (None, Some(own)) => match serde_json::from_str::<IndexMap<String, Value>>(own.get()) {
+            Ok(m) => m,
+            Err(_) => {
+                warnings.push("context was not an object and was replaced".into());
+                IndexMap::new()
+            }
+        },
+        (None, None) => IndexMap::new(),
+    };
+    let tag = serde_json::json!({"source": cx.source, "environment": cx.environment});
+    ctx.insert("switchyard".into(), tag);
+    let text = serde_json::to_string(&ctx)
+        .map_err(|e| Rejection::new("invalid_context", e.to_string()))?;
+    f.insert("context".into(), Out::Owned(text));
+    Ok(())
+}
+
+fn merge_raw(envelope: &RawValue, own: Option<&Out<'_>>) -> String {
+    let env: Value = serde_json::from_str(envelope.get()).unwrap_or(Value::Null);
+    let own: Value = own
+        .and_then(|o| serde_json::from_str(out_text(o)).ok())
+        .unwrap_or(Value::Null);
+    let merged = match (env, own) {
+        (env @ Value::Object(_), Value::Null) => env,
+        (env, own) => deep_merge(env, own),
+    };
+    merged.to_string()
+}
+
+fn write(f: &Fields<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(f.values().map(|v| out_text(v).len() + 16).sum::<usize>() + 2);
+    out.push(b'{');
+    for (i, (k, v)) in f.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(json_string(k).as_bytes());
+        out.push(b':');
+        out.extend_from_slice(out_text(v).as_bytes());
+    }
+    out.push(b'}');
+    out
+}
+
+fn out_text<'s>(o: &'s Out<'_>) -> &'s str {
+    match o {
+        Out::Raw(r) => r.get(),
+        Out::Owned(s) => s,
+    }
+}
+
+fn raw_of<'a>(o: Option<&Out<'a>>) -> Option<&'a RawValue> {
+    match o {
+        Some(Out::Raw(r)) => Some(r),
+        _ => None,
+    }
+}
+
+fn str_of(o: &Out<'_>) -> Option<String> {
+    serde_json::from_str::<String>(out_text(o)).ok()
+}
+
+fn str_of_raw(r: &RawValue) -> Option<String> {
+    serde_json::from_str::<String>(r.get()).ok()
+}
+
+fn json_string(s: &str) -> String {
+    Value::String(s.to_owned()).to_string()
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// The element's messageId, if it has a string one, for the record of a rejected event.
+fn message_id_hint(raw: &RawValue) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "messageId")]
+        message_id: Option<Value>,
+    }
+    match serde_json::from_str::<Head>(raw.get()).ok()?.message_id? {
+        Value::String(s) => Some(s.chars().take(255).collect()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// What the debugger shows for a rejected element: the element without `writeKey`, or, if
+/// it is not an object, its first 2 KiB as a string.
+pub fn rejected_display(raw: &str) -> Vec<u8> {
+    if raw.len() <= MAX_EVENT_BYTES
+        && let Ok(mut m) = serde_json::from_str::<IndexMap<String, &RawValue>>(raw)
+    {
+        m.shift_remove("writeKey");
+        return serde_json::to_vec(&m).unwrap_or_default();
+    }
+    let preview = format!("{}…", truncate(raw, 2048));
+    serde_json::to_vec(&Value::String(preview)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

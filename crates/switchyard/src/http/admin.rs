@@ -1,0 +1,123 @@
+//! Admin API handlers: recent events, inspect, metrics, health.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::ApiError;
+use crate::inspect;
+use crate::log::record::Kind;
+use crate::state::{AppState, Phase};
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    limit: Option<usize>,
+    status: Option<String>,
+    before: Option<u64>,
+}
+
+pub async fn source_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    if !state.recent.has_source(&id) {
+        return Err(ApiError::not_found(format!("no source {id:?}")));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let status = match q.status.as_deref() {
+        None => None,
+        Some("accepted") => Some(Kind::Accepted),
+        Some("rejected") => Some(Kind::Rejected),
+        Some("duplicate") => Some(Kind::Duplicate),
+        Some("unverified") => return Ok(Json(json!({"events": [], "next": null})).into_response()),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_status",
+                format!("unknown status {other:?}"),
+            ));
+        }
+    };
+    let (page, next) = state.recent.page(&id, limit, status, q.before);
+    let views: Vec<_> = page.iter().map(|e| e.view()).collect();
+    Ok(Json(json!({"events": views, "next": next})).into_response())
+}
+
+pub async fn inspect(State(state): State<AppState>) -> Result<Json<inspect::Report>, ApiError> {
+    let committed = *state.log.committed().borrow();
+    let mut problems = Vec::new();
+    if !state.log.healthy() {
+        problems.push("a log commit failed since start-up; see the server log".to_owned());
+    }
+    if state.recovery.truncated_bytes > 0 {
+        problems.push(format!(
+            "start-up recovery cut a damaged tail of {} bytes (kept in log/quarantine/)",
+            state.recovery.truncated_bytes
+        ));
+    }
+    let live = inspect::Live {
+        end: committed.end,
+        next_seq: committed.next_seq,
+        problems,
+    };
+    let dests: Vec<_> = state
+        .destinations
+        .iter()
+        .map(|d| (d.id.clone(), d.last_error()))
+        .collect();
+    let dir = state.config.server.data_dir.clone();
+    let report = tokio::task::spawn_blocking(move || inspect::report(&dir, &dests, Some(live)))
+        .await
+        .map_err(|e| ApiError::internal("inspect_failed", e))?
+        .map_err(|e| ApiError::internal("inspect_failed", e))?;
+    Ok(Json(report))
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let committed = *state.log.committed().borrow();
+    for d in &state.destinations {
+        let backlog = committed.next_seq.saturating_sub(d.next_seq());
+        state
+            .metrics
+            .backlog
+            .get_or_create(&crate::telemetry::metrics::destination(&d.id))
+            .set(backlog as i64);
+    }
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let phase = state.phase();
+    let healthy = state.log.healthy();
+    let ready = phase == Phase::Ready && healthy;
+    let body = Json(
+        json!({"ready": ready, "phase": format!("{phase:?}").to_lowercase(), "log_healthy": healthy}),
+    );
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body).into_response()
+}

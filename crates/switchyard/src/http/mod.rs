@@ -1,0 +1,43 @@
+//! The one HTTP listener: ingest (`/v1/*`), the admin API (`/api/v1/*`), health and metrics.
+//! `router(state)` is a plain function of state so tests can drive it without a socket.
+
+mod admin;
+mod auth;
+mod error;
+
+use axum::Router;
+use axum::http::Method;
+use axum::routing::{get, post};
+use tower_http::cors::{AllowHeaders, Any, CorsLayer};
+
+pub use error::ApiError;
+
+use crate::ingest;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers(AllowHeaders::mirror_request())
+        .max_age(std::time::Duration::from_secs(86_400));
+    let ingest = Router::new()
+        .route("/v1/{kind}", post(ingest::ingest))
+        .route("/v1/{kind}/", post(ingest::ingest))
+        .layer(cors);
+    let admin = Router::new()
+        .route("/api/v1/sources/{id}/events", get(admin::source_events))
+        .route("/api/v1/inspect", get(admin::inspect))
+        .route("/metrics", get(admin::metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::admin_auth,
+        ));
+    Router::new()
+        .merge(ingest)
+        .merge(admin)
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(state)
+}

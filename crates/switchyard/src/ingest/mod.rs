@@ -1,0 +1,194 @@
+//! The Segment HTTP Tracking API (`/v1/*`): read the body, authenticate the write key,
+//! normalise each event, and answer only once the group commit holding the request is
+//! durable. Per-event rejections never fail the request (SPEC §2 status codes).
+
+mod auth;
+pub mod body;
+mod limits;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::event::{self, EventType, RequestContext};
+use crate::http::ApiError;
+use crate::log::LogError;
+use crate::log::record::{Entry, Kind, Record};
+use crate::recent::RecentEvent;
+use crate::state::AppState;
+use crate::telemetry::metrics;
+pub use limits::Admission;
+
+/// Elements past this index of a batch are rejected one by one.
+pub const MAX_BATCH_EVENTS: usize = 2500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Single(EventType),
+    Batch,
+    /// analytics.js telemetry: accepted and discarded.
+    Metrics,
+}
+
+fn route(kind: &str) -> Option<Route> {
+    match kind {
+        "batch" | "b" | "import" => Some(Route::Batch),
+        "m" => Some(Route::Metrics),
+        other => EventType::from_path(other).map(Route::Single),
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    batch: Option<&'a RawValue>,
+    #[serde(rename = "writeKey", borrow, default)]
+    write_key: Option<&'a RawValue>,
+    #[serde(rename = "sentAt", borrow, default)]
+    sent_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    integrations: Option<&'a RawValue>,
+}
+
+pub async fn ingest(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let route =
+        route(&kind).ok_or_else(|| ApiError::not_found(format!("no ingest route /v1/{kind}")))?;
+    let success = Json(serde_json::json!({"success": true}));
+    if route == Route::Metrics {
+        return Ok(success);
+    }
+    state.check_accepting()?;
+    let received_at = time::OffsetDateTime::now_utc();
+    let bytes = body::read(&headers, body).await?;
+    let envelope: Envelope<'_> = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the body is not a JSON object: {e}"),
+        )
+    })?;
+    let header_key = auth::header_key(&headers)?;
+    let body_key = envelope
+        .write_key
+        .and_then(|r| serde_json::from_str::<String>(r.get()).ok());
+    let (source, environment) = auth::resolve(
+        &state.config.write_keys,
+        header_key.as_deref(),
+        body_key.as_deref(),
+    )?;
+    let elements: Vec<&RawValue> = match route {
+        Route::Batch => {
+            let raw = envelope.batch.ok_or_else(|| {
+                ApiError::bad_request("missing_batch", "a batch body needs a \"batch\" array")
+            })?;
+            serde_json::from_str(raw.get())
+                .map_err(|_| ApiError::bad_request("invalid_batch", "\"batch\" must be an array"))?
+        }
+        _ => vec![
+            serde_json::from_slice::<&RawValue>(&bytes)
+                .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?,
+        ],
+    };
+    state.admission.admit(&state, source, elements.len())?;
+    state
+        .metrics
+        .ingest_bytes
+        .get_or_create(&metrics::source(source))
+        .inc_by(bytes.len() as u64);
+    let cx = RequestContext {
+        source,
+        environment,
+        received_at,
+        path_type: match route {
+            Route::Single(t) => Some(t),
+            _ => None,
+        },
+        sent_at: envelope.sent_at,
+        context: if route == Route::Batch {
+            envelope.context
+        } else {
+            None
+        },
+        integrations: if route == Route::Batch {
+            envelope.integrations
+        } else {
+            None
+        },
+    };
+    let entries = to_entries(&elements, &cx);
+    let entries = state.log.append(entries).await.map_err(|e| match e {
+        LogError::Saturated => {
+            state
+                .metrics
+                .throttled
+                .get_or_create(&metrics::reason("queue_full"))
+                .inc();
+            ApiError::too_many("queue_full", "the write queue is full; retry shortly", 1)
+        }
+        LogError::Closed => ApiError::unavailable("draining", "the server is shutting down"),
+        LogError::Io(detail) => ApiError::internal("storage_error", detail),
+    })?;
+    record(&state, entries);
+    Ok(success)
+}
+
+fn to_entries(elements: &[&RawValue], cx: &RequestContext<'_>) -> Vec<Entry> {
+    let received_ms = (cx.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let entry = |kind, message_id: String, reason: String, body: Vec<u8>| Entry {
+        kind,
+        received_ms,
+        source: cx.source.to_owned(),
+        environment: cx.environment.to_owned(),
+        message_id,
+        reason,
+        body,
+    };
+    elements
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            if i >= MAX_BATCH_EVENTS {
+                let reason = format!("batch_too_large: only the first {MAX_BATCH_EVENTS} events of a batch are accepted");
+                return entry(Kind::Rejected, String::new(), reason, event::rejected_display(raw.get()));
+            }
+            match event::normalize(raw, cx) {
+                Ok(n) => entry(Kind::Accepted, n.message_id, n.warnings.join("; "), n.body),
+                Err(r) => {
+                    let reason = format!("{}: {}", r.code, r.message);
+                    entry(Kind::Rejected, r.message_id.unwrap_or_default(), reason, event::rejected_display(raw.get()))
+                }
+            }
+        })
+        .collect()
+}
+
+/// Counts and shows what happened to each event.
+fn record(state: &AppState, entries: Vec<Entry>) {
+    for entry in entries {
+        let labels = metrics::source(&entry.source);
+        match entry.kind {
+            Kind::Accepted => state.metrics.accepted.get_or_create(&labels).inc(),
+            Kind::Duplicate => state.metrics.duplicates.get_or_create(&labels).inc(),
+            Kind::Rejected => {
+                let slug = entry.reason.split(':').next().unwrap_or("rejected");
+                state
+                    .metrics
+                    .rejected
+                    .get_or_create(&metrics::source_reason(&entry.source, slug))
+                    .inc()
+            }
+        };
+        state
+            .recent
+            .push(RecentEvent::from_record(&Record { seq: 0, entry }));
+    }
+}

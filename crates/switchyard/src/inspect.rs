@@ -1,0 +1,202 @@
+//! `switchyard inspect`: backlog per destination, log size, the oldest unconsumed event and
+//! integrity. Served live by `GET /api/v1/inspect`, or computed offline from `data_dir` when
+//! no server holds it (then every segment is checked record by record).
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cursor::{CursorFile, CursorState};
+use crate::event::timestamp;
+use crate::log::reader::LogReader;
+use crate::log::segment::{self, Position};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub log: LogReport,
+    pub destinations: Vec<DestinationReport>,
+    pub integrity: Integrity,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LogReport {
+    pub segments: usize,
+    pub bytes: u64,
+    pub next_seq: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DestinationReport {
+    pub id: String,
+    pub next_seq: u64,
+    pub backlog: u64,
+    /// `receivedAt` of the oldest record this destination has not consumed yet.
+    pub oldest_unconsumed: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Integrity {
+    pub ok: bool,
+    /// `full` when every record was checked (offline), `live` otherwise.
+    pub mode: String,
+    pub problems: Vec<String>,
+    pub quarantined_files: usize,
+}
+
+/// What a live server knows that the files do not.
+pub struct Live {
+    pub end: Position,
+    pub next_seq: u64,
+    pub problems: Vec<String>,
+}
+
+pub fn report(
+    data_dir: &Path,
+    destinations: &[(String, Option<String>)],
+    live: Option<Live>,
+) -> io::Result<Report> {
+    let log_dir = data_dir.join("log");
+    let bases = segment::list_segments(&log_dir)?;
+    let mut bytes = 0;
+    for &b in &bases {
+        bytes += fs::metadata(segment::segment_path(&log_dir, b))?.len();
+    }
+    let (end, next_seq, problems, mode) = match live {
+        Some(l) => (l.end, l.next_seq, l.problems, "live"),
+        None => {
+            let (end, next_seq, problems) = full_scan(&log_dir, &bases)?;
+            (end, next_seq, problems, "full")
+        }
+    };
+    let quarantined_files = fs::read_dir(log_dir.join("quarantine"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let mut dests = Vec::new();
+    for (id, last_error) in destinations {
+        let cursor = CursorFile::new(data_dir, id).load()?;
+        dests.push(destination(
+            &log_dir,
+            id,
+            cursor,
+            end,
+            next_seq,
+            last_error.clone(),
+        )?);
+    }
+    let integrity = Integrity {
+        ok: problems.is_empty(),
+        mode: mode.into(),
+        problems,
+        quarantined_files,
+    };
+    Ok(Report {
+        log: LogReport {
+            segments: bases.len(),
+            bytes,
+            next_seq,
+        },
+        destinations: dests,
+        integrity,
+    })
+}
+
+fn destination(
+    log_dir: &Path,
+    id: &str,
+    cursor: Option<CursorState>,
+    end: Position,
+    next_seq: u64,
+    last_error: Option<String>,
+) -> io::Result<DestinationReport> {
+    let Some(c) = cursor else {
+        return Ok(DestinationReport {
+            id: id.into(),
+            next_seq,
+            backlog: 0,
+            oldest_unconsumed: None,
+            last_error,
+        });
+    };
+    let mut reader = LogReader::new(log_dir, c.position);
+    let oldest = reader
+        .read(end, 1, 1)?
+        .first()
+        .map(|r| r.record.entry.received_ms);
+    let oldest_unconsumed = oldest
+        .and_then(|ms| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+        })
+        .map(timestamp::format);
+    Ok(DestinationReport {
+        id: id.into(),
+        next_seq: c.next_seq,
+        backlog: next_seq.saturating_sub(c.next_seq),
+        oldest_unconsumed,
+        last_error,
+    })
+}
+
+/// Checks every record of every segment; returns the end, the next sequence and problems.
+fn full_scan(log_dir: &Path, bases: &[u64]) -> io::Result<(Position, u64, Vec<String>)> {
+    let mut problems = Vec::new();
+    let mut end = Position::default();
+    let mut next_seq = 0;
+    for (i, &base) in bases.iter().enumerate() {
+        let scan = segment::scan(&segment::segment_path(log_dir, base), base, |_| {})?;
+        if let Some(damage) = &scan.damage {
+            problems.push(format!(
+                "segment {base:020}: {damage} at byte {} of {}",
+                scan.valid_len, scan.file_len
+            ));
+        }
+        if let Some(&next) = bases.get(i + 1)
+            && scan.damage.is_none()
+            && scan.last_seq.map_or(base, |s| s + 1) != next
+        {
+            problems.push(format!(
+                "segment {base:020}: records end before the next segment starts at {next}"
+            ));
+        }
+        end = Position {
+            segment: base,
+            offset: scan.valid_len,
+        };
+        next_seq = scan.last_seq.map_or(base, |s| s + 1);
+    }
+    Ok((end, next_seq, problems))
+}
+
+impl Report {
+    /// The human form printed by the CLI.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "log: {} segment(s), {} bytes, next_seq {}\nintegrity: {} ({} check, {} quarantined file(s))\n",
+            self.log.segments,
+            self.log.bytes,
+            self.log.next_seq,
+            if self.integrity.ok { "ok" } else { "PROBLEMS" },
+            self.integrity.mode,
+            self.integrity.quarantined_files
+        );
+        for p in &self.integrity.problems {
+            out.push_str(&format!("  problem: {p}\n"));
+        }
+        for d in &self.destinations {
+            out.push_str(&format!(
+                "destination {}: backlog {} (next_seq {}), oldest unconsumed {}{}\n",
+                d.id,
+                d.backlog,
+                d.next_seq,
+                d.oldest_unconsumed.as_deref().unwrap_or("-"),
+                d.last_error
+                    .as_ref()
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+        out
+    }
+}

@@ -1,0 +1,29 @@
+//! Switchyard: a self-hosted, Segment-compatible customer-data event router.
+//!
+//! Layout (ARCHITECTURE.md follows one event through these):
+//! - `cli/`: the `switchyard` subcommands; `main.rs` only calls `cli::main`.
+//! - `config/`: the YAML config compiled into a validated `Config`, every error with its path.
+//! - `app.rs`: wiring and the one shutdown story; `state.rs`: the shared `AppState`.
+//! - `http/`: the router, the error shape, admin auth and admin handlers.
+//! - `ingest/`: the Segment HTTP Tracking API: body limits, write-key auth, admission.
+//! - `event/`: normalisation of Segment events (timestamps, envelope merge, IDs).
+//! - `log/`: the durable embedded log: CRC-framed segments, group commit, readers, retention.
+//! - `dedupe/`: the exact, disk-backed `(source, environment, messageId)` index.
+//! - `destinations/`: per-destination cursor loops and the `file` sink.
+//! - `recent.rs`: the bounded recent-events store; `cursor.rs`: durable cursors;
+//!   `inspect.rs`: the `inspect` report; `telemetry/`: tracing and Prometheus metrics.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod cursor;
+pub mod dedupe;
+pub mod destinations;
+pub mod event;
+pub mod http;
+pub mod ingest;
+pub mod inspect;
+pub mod log;
+pub mod recent;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,182 @@
+//! Sequential reading of committed records from a position: what every destination cursor
+//! uses. Readers run on blocking threads and never see bytes past the committed end.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::record::{self, FRAME_HEADER, Record};
+
+const CHUNK: usize = 256 << 10;
+use super::segment::{self, Position};
+
+pub struct LogReader {
+    dir: PathBuf,
+    pos: Position,
+    file: Option<File>,
+    chunk: Vec<u8>,
+    chunk_start: u64,
+    /// Records skipped because a sealed segment was damaged or already reclaimed.
+    pub skipped_damage: u64,
+}
+
+/// One record and the position just after it (what a cursor stores once it is handled).
+pub struct Read1 {
+    pub record: Record,
+    pub next: Position,
+}
+
+impl LogReader {
+    pub fn new(dir: &Path, pos: Position) -> LogReader {
+        LogReader {
+            dir: dir.to_path_buf(),
+            pos,
+            file: None,
+            chunk: Vec::new(),
+            chunk_start: 0,
+            skipped_damage: 0,
+        }
+    }
+
+    pub fn position(&self) -> Position {
+        self.pos
+    }
+
+    /// Reads up to `max_records` / about `max_bytes` of records before `end`.
+    pub fn read(
+        &mut self,
+        end: Position,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> io::Result<Vec<Read1>> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while out.len() < max_records && bytes < max_bytes && self.pos < end {
+            if self.file.is_none() && !self.open_current()? {
+                break;
+            }
+            let limit = if self.pos.segment < end.segment {
+                u64::MAX
+            } else {
+                end.offset
+            };
+            match self.next_frame(limit) {
+                Ok(Some(rec)) => {
+                    bytes += rec.entry.body.len();
+                    out.push(Read1 {
+                        record: rec,
+                        next: self.pos,
+                    });
+                }
+                Ok(None) => {
+                    if self.pos.segment >= end.segment || !self.advance_segment()? {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(segment = self.pos.segment, offset = self.pos.offset, %error,
+                        "Damaged record in a sealed log segment; skipping to the next segment");
+                    self.skipped_damage += 1;
+                    if !self.advance_segment()? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens the current segment. If it was reclaimed, jumps to the oldest one after it.
+    fn open_current(&mut self) -> io::Result<bool> {
+        let path = segment::segment_path(&self.dir, self.pos.segment);
+        match File::open(&path) {
+            Ok(f) => {
+                self.file = Some(f);
+                self.chunk.clear();
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::warn!(
+                    segment = self.pos.segment,
+                    "Cursor's log segment is gone; moving to the next one"
+                );
+                self.skipped_damage += 1;
+                self.advance_segment()
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn advance_segment(&mut self) -> io::Result<bool> {
+        self.file = None;
+        self.chunk.clear();
+        let next = segment::list_segments(&self.dir)?
+            .into_iter()
+            .find(|&b| b > self.pos.segment);
+        match next {
+            Some(base) => {
+                self.pos = Position {
+                    segment: base,
+                    offset: 0,
+                };
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Reads the next frame if it ends at or before `limit`; `Ok(None)` at the end.
+    fn next_frame(&mut self, limit: u64) -> io::Result<Option<Record>> {
+        let off = self.pos.offset;
+        let Some(header) = self.bytes_at(off, FRAME_HEADER, limit)? else {
+            return Ok(None);
+        };
+        let len = record::frame_len(header).map_err(invalid)?;
+        let Some(frame) = self.bytes_at(off, FRAME_HEADER + len, limit)? else {
+            return if limit == u64::MAX {
+                Err(invalid("torn record at the end of a sealed segment"))
+            } else {
+                Ok(None)
+            };
+        };
+        let (rec, n) = record::decode(frame).map_err(invalid)?;
+        self.pos.offset += n as u64;
+        Ok(Some(rec))
+    }
+
+    /// Returns `need` bytes at `off`, reading ahead in chunks but never past `limit`, so
+    /// bytes of a commit still in progress are never buffered.
+    fn bytes_at(&mut self, off: u64, need: usize, limit: u64) -> io::Result<Option<&[u8]>> {
+        let end = off + need as u64;
+        if end > limit {
+            return Ok(None);
+        }
+        let cached = off >= self.chunk_start && end <= self.chunk_start + self.chunk.len() as u64;
+        if !cached {
+            let Some(file) = self.file.as_ref() else {
+                return Ok(None);
+            };
+            let want = (need.max(CHUNK) as u64).min(limit - off) as usize;
+            self.chunk.resize(want, 0);
+            let mut got = 0;
+            while got < want {
+                match file.read_at(&mut self.chunk[got..], off + got as u64)? {
+                    0 => break,
+                    n => got += n,
+                }
+            }
+            self.chunk.truncate(got);
+            self.chunk_start = off;
+            if got < need {
+                return Ok(None);
+            }
+        }
+        let s = (off - self.chunk_start) as usize;
+        Ok(Some(&self.chunk[s..s + need]))
+    }
+}
+
+fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}

@@ -1,0 +1,215 @@
+//! The group-commit writer: one OS thread owns the active segment and the dedupe index.
+//!
+//! Requests queue on a bounded channel. The writer takes one, gathers whatever else is
+//! queued (waiting at most `commit_window` for more), checks every accepted entry against the
+//! dedupe index and against the rest of the group, appends the whole group with one write,
+//! and makes it durable with one `fdatasync`. Only then are the keys recorded, the new end
+//! published to readers, and every waiting request answered.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, watch};
+
+use super::record::{self, Entry, Kind};
+use super::segment::{self, Position};
+use super::{Committed, LogError, Shared};
+use crate::dedupe::DedupeIndex;
+
+/// Stop gathering once a group holds this many bytes.
+const MAX_GROUP_BYTES: usize = 8 << 20;
+const DEDUPE_SYNC_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Append {
+    pub entries: Vec<Entry>,
+    pub bytes: u64,
+    pub reply: oneshot::Sender<Result<Vec<Entry>, LogError>>,
+}
+
+pub struct Writer {
+    pub dir: PathBuf,
+    pub rx: Receiver<Append>,
+    pub file: File,
+    pub base: u64,
+    pub len: u64,
+    pub next_seq: u64,
+    pub segment_bytes: u64,
+    pub commit_window: Duration,
+    pub dedupe: DedupeIndex,
+    pub committed: watch::Sender<Committed>,
+    pub shared: Arc<Shared>,
+}
+
+impl Writer {
+    pub fn run(mut self) {
+        let mut buf = Vec::with_capacity(1 << 20);
+        let mut last_sync = Instant::now();
+        while let Some(group) = self.gather() {
+            let queued: u64 = group.iter().map(|a| a.bytes).sum();
+            self.commit(group, &mut buf);
+            self.shared.queued_bytes.fetch_sub(queued, Ordering::AcqRel);
+            if last_sync.elapsed() >= DEDUPE_SYNC_EVERY {
+                self.sync_dedupe();
+                last_sync = Instant::now();
+            }
+        }
+        self.sync_dedupe();
+        tracing::info!(next_seq = self.next_seq, "Log writer stopped");
+    }
+
+    /// Blocks for the first request, then gathers the rest of the group.
+    fn gather(&mut self) -> Option<Vec<Append>> {
+        let first = self.rx.recv().ok()?;
+        let mut bytes = first.bytes as usize;
+        let mut group = vec![first];
+        let deadline = Instant::now() + self.commit_window;
+        while bytes < MAX_GROUP_BYTES {
+            let next = match self.rx.try_recv() {
+                Ok(a) => a,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match self.rx.recv_timeout(left) {
+                        Ok(a) => a,
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            bytes += next.bytes as usize;
+            group.push(next);
+        }
+        Some(group)
+    }
+
+    fn commit(&mut self, mut group: Vec<Append>, buf: &mut Vec<u8>) {
+        buf.clear();
+        let mut new_keys = Vec::new();
+        let result = self
+            .encode_group(&mut group, buf, &mut new_keys)
+            .and_then(|()| self.append_durably(buf));
+        let result = result.and_then(|()| {
+            for (key, seq, received_ms) in &new_keys {
+                self.dedupe.insert(key, *seq, *received_ms)?;
+            }
+            self.dedupe.flush()
+        });
+        match result {
+            Ok(()) => {
+                self.next_seq += group.iter().map(|a| a.entries.len() as u64).sum::<u64>();
+                self.committed.send_replace(Committed {
+                    end: Position {
+                        segment: self.base,
+                        offset: self.len,
+                    },
+                    next_seq: self.next_seq,
+                });
+                for a in group {
+                    let _ = a.reply.send(Ok(a.entries));
+                }
+                if self.len >= self.segment_bytes
+                    && let Err(error) = self.roll()
+                {
+                    tracing::error!(%error, "Could not start a new log segment");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "Log commit failed; the requests in it are answered with an error");
+                self.shared.failed_commits.fetch_add(1, Ordering::Relaxed);
+                for a in group {
+                    let _ = a.reply.send(Err(LogError::Io(error.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Encodes the group, turning repeated keys into duplicates.
+    fn encode_group(
+        &self,
+        group: &mut [Append],
+        buf: &mut Vec<u8>,
+        new_keys: &mut Vec<(Vec<u8>, u64, i64)>,
+    ) -> io::Result<()> {
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut seq = self.next_seq;
+        for e in group.iter_mut().flat_map(|a| a.entries.iter_mut()) {
+            if e.kind == Kind::Accepted {
+                let key = e.dedupe_key();
+                if seen.contains(&key) || self.dedupe.contains(&key, e.received_ms)? {
+                    e.kind = Kind::Duplicate;
+                    e.reason =
+                        "duplicate: this messageId was already accepted within the dedupe window"
+                            .into();
+                } else {
+                    seen.insert(key.clone());
+                    new_keys.push((key, seq, e.received_ms));
+                }
+            }
+            record::encode(buf, seq, e);
+            seq += 1;
+        }
+        Ok(())
+    }
+
+    fn append_durably(&mut self, buf: &[u8]) -> io::Result<()> {
+        let started = Instant::now();
+        let written = self
+            .file
+            .write_all(buf)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Best effort: cut what may have been partly written, so the next commit starts
+            // on a frame boundary. Recovery would cut it anyway.
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.shared.metrics.observe_fsync(started.elapsed());
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+
+    fn roll(&mut self) -> io::Result<()> {
+        let path = segment::segment_path(&self.dir, self.next_seq);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        segment::sync_dir(&self.dir)?;
+        self.file = file;
+        self.base = self.next_seq;
+        self.len = 0;
+        self.committed.send_replace(Committed {
+            end: Position {
+                segment: self.base,
+                offset: 0,
+            },
+            next_seq: self.next_seq,
+        });
+        Ok(())
+    }
+
+    fn sync_dedupe(&mut self) {
+        let now_ms = crate::event::now_ms();
+        let covered = self.next_seq.checked_sub(1);
+        let res = self.dedupe.expire(now_ms).and_then(|()| match covered {
+            Some(seq) => self.dedupe.sync(seq),
+            None => Ok(()),
+        });
+        match res {
+            Ok(()) => {
+                if let Some(seq) = covered {
+                    self.shared.dedupe_checkpoint.store(seq, Ordering::Release);
+                }
+                self.shared
+                    .metrics
+                    .set_dedupe(self.dedupe.len(), self.dedupe.evicted_early);
+            }
+            Err(error) => tracing::error!(%error, "Could not sync the dedupe index"),
+        }
+    }
+}

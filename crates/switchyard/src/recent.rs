@@ -1,0 +1,208 @@
+//! The bounded recent-events store behind `GET /api/v1/sources/{id}/events`: the last
+//! `server.recent_events` records per source, accepted, rejected (with the reason) and
+//! duplicate alike, so nothing that reaches Switchyard is silent. It is warmed from the
+//! newest log segment at start-up, so a restart does not empty the debugger.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::log::record::{Kind, Record};
+
+#[derive(Debug, Clone)]
+pub struct RecentEvent {
+    pub id: u64,
+    pub status: Kind,
+    pub reason: Option<String>,
+    pub warnings: Vec<String>,
+    pub received_ms: i64,
+    pub source: String,
+    pub environment: String,
+    pub message_id: String,
+    /// The event as logged; `None` only if the record's body was not JSON.
+    pub event: Option<Box<RawValue>>,
+}
+
+impl RecentEvent {
+    /// Builds the debugger record of a log record.
+    pub fn from_record(rec: &Record) -> RecentEvent {
+        let e = &rec.entry;
+        let (reason, warnings) = match e.kind {
+            Kind::Accepted if e.reason.is_empty() => (None, Vec::new()),
+            Kind::Accepted => (None, e.reason.split("; ").map(str::to_owned).collect()),
+            _ => (Some(e.reason.clone()), Vec::new()),
+        };
+        let event = String::from_utf8(e.body.clone())
+            .ok()
+            .and_then(|s| RawValue::from_string(s).ok());
+        RecentEvent {
+            id: 0,
+            status: e.kind,
+            reason,
+            warnings,
+            received_ms: e.received_ms,
+            source: e.source.clone(),
+            environment: e.environment.clone(),
+            message_id: e.message_id.clone(),
+            event,
+        }
+    }
+}
+
+/// One entry of the API's list.
+#[derive(Serialize)]
+pub struct EventView<'a> {
+    pub status: &'static str,
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub warnings: &'a [String],
+    pub received_at: String,
+    pub source: &'a str,
+    pub environment: &'a str,
+    pub message_id: &'a str,
+    pub event: Option<&'a RawValue>,
+}
+
+impl RecentEvent {
+    pub fn view(&self) -> EventView<'_> {
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(self.received_ms) * 1_000_000,
+        )
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        EventView {
+            status: self.status.as_str(),
+            reason: self.reason.as_deref(),
+            warnings: &self.warnings,
+            received_at: crate::event::timestamp::format(at),
+            source: &self.source,
+            environment: &self.environment,
+            message_id: &self.message_id,
+            event: self.event.as_deref(),
+        }
+    }
+}
+
+pub struct RecentStore {
+    capacity: usize,
+    next_id: AtomicU64,
+    per_source: HashMap<String, Mutex<VecDeque<RecentEvent>>>,
+}
+
+impl RecentStore {
+    pub fn new<'a>(sources: impl IntoIterator<Item = &'a str>, capacity: usize) -> RecentStore {
+        let per_source = sources
+            .into_iter()
+            .map(|s| (s.to_owned(), Mutex::new(VecDeque::new())))
+            .collect();
+        RecentStore {
+            capacity: capacity.max(1),
+            next_id: AtomicU64::new(1),
+            per_source,
+        }
+    }
+
+    pub fn has_source(&self, id: &str) -> bool {
+        self.per_source.contains_key(id)
+    }
+
+    pub fn push(&self, mut ev: RecentEvent) {
+        let Some(ring) = self.per_source.get(&ev.source) else {
+            return;
+        };
+        ev.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut ring = ring.lock().unwrap_or_else(|p| p.into_inner());
+        if ring.len() == self.capacity {
+            ring.pop_front();
+        }
+        ring.push_back(ev);
+    }
+
+    /// Newest first: up to `limit` events of `source` with `id < before`, optionally only
+    /// those with `status`. Returns the page and the cursor of the next page.
+    pub fn page(
+        &self,
+        source: &str,
+        limit: usize,
+        status: Option<Kind>,
+        before: Option<u64>,
+    ) -> (Vec<RecentEvent>, Option<u64>) {
+        let Some(ring) = self.per_source.get(source) else {
+            return (Vec::new(), None);
+        };
+        let ring = ring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut matching = ring
+            .iter()
+            .rev()
+            .filter(|e| before.is_none_or(|b| e.id < b))
+            .filter(|e| status.is_none_or(|s| e.status == s));
+        let page: Vec<RecentEvent> = matching.by_ref().take(limit).cloned().collect();
+        let more = matching.next().is_some();
+        let next = if more {
+            page.last().map(|e| e.id)
+        } else {
+            None
+        };
+        (page, next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::record::Entry;
+
+    fn rec(source: &str, kind: Kind, mid: &str) -> RecentEvent {
+        let entry = Entry {
+            kind,
+            received_ms: 1_700_000_000_000,
+            source: source.into(),
+            environment: "production".into(),
+            message_id: mid.into(),
+            reason: if kind == Kind::Rejected {
+                "no_user_anon_id: needs an id".into()
+            } else {
+                String::new()
+            },
+            body: br#"{"type":"track"}"#.to_vec(),
+        };
+        RecentEvent::from_record(&Record { seq: 0, entry })
+    }
+
+    #[test]
+    fn bounded_newest_first_and_paged() {
+        let store = RecentStore::new(["web"], 3);
+        for i in 0..5 {
+            store.push(rec(
+                "web",
+                if i % 2 == 0 {
+                    Kind::Accepted
+                } else {
+                    Kind::Rejected
+                },
+                &format!("m{i}"),
+            ));
+        }
+        store.push(rec("unknown", Kind::Accepted, "x"));
+        let (page, next) = store.page("web", 2, None, None);
+        let ids: Vec<_> = page.iter().map(|e| e.message_id.as_str()).collect();
+        assert_eq!(ids, ["m4", "m3"]);
+        let (page2, next2) = store.page("web", 2, None, next);
+        assert_eq!(
+            page2
+                .iter()
+                .map(|e| e.message_id.as_str())
+                .collect::<Vec<_>>(),
+            ["m2"]
+        );
+        assert_eq!(next2, None);
+        let (rejected, _) = store.page("web", 10, Some(Kind::Rejected), None);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(
+            rejected[0].view().reason,
+            Some("no_user_anon_id: needs an id")
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! `AppState`: the one state struct every handler and task shares.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::config::Config;
+use crate::destinations::DestinationStatus;
+use crate::http::ApiError;
+use crate::ingest::Admission;
+use crate::log::{Log, Recovery};
+use crate::recent::RecentStore;
+use crate::telemetry::Metrics;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Starting = 0,
+    Ready = 1,
+    Draining = 2,
+}
+
+pub struct Inner {
+    pub config: Config,
+    pub log: Log,
+    pub recovery: Recovery,
+    pub recent: RecentStore,
+    pub metrics: Arc<Metrics>,
+    pub admission: Admission,
+    pub destinations: Vec<Arc<DestinationStatus>>,
+    phase: AtomicU8,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        log: Log,
+        recovery: Recovery,
+        recent: RecentStore,
+        metrics: Arc<Metrics>,
+        destinations: Vec<Arc<DestinationStatus>>,
+    ) -> AppState {
+        let admission = Admission::new(&config);
+        AppState(Arc::new(Inner {
+            config,
+            log,
+            recovery,
+            recent,
+            metrics,
+            admission,
+            destinations,
+            phase: AtomicU8::new(Phase::Starting as u8),
+        }))
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Starting,
+            1 => Phase::Ready,
+            _ => Phase::Draining,
+        }
+    }
+
+    pub fn set_phase(&self, p: Phase) {
+        self.phase.store(p as u8, Ordering::Release);
+    }
+
+    /// Ingest answers 503 while starting or draining.
+    pub fn check_accepting(&self) -> Result<(), ApiError> {
+        match self.phase() {
+            Phase::Ready => Ok(()),
+            Phase::Starting => Err(ApiError::unavailable(
+                "starting",
+                "the server is starting; retry shortly",
+            )),
+            Phase::Draining => {
+                self.metrics
+                    .throttled
+                    .get_or_create(&crate::telemetry::metrics::reason("draining"))
+                    .inc();
+                Err(ApiError::unavailable(
+                    "draining",
+                    "the server is shutting down; retry shortly",
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Every metric Switchyard exports, in one place. Names follow Prometheus conventions and
+//! are prefixed `switchyard_`.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub accepted: Family<Labels, Counter>,
+    pub rejected: Family<Labels, Counter>,
+    pub duplicates: Family<Labels, Counter>,
+    pub ingest_bytes: Family<Labels, Counter>,
+    pub throttled: Family<Labels, Counter>,
+    pub fsync_seconds: Histogram,
+    pub log_truncated_bytes: Counter,
+    pub dedupe_keys: Gauge,
+    pub dedupe_evicted_early: Gauge,
+    pub backlog: Family<Labels, Gauge>,
+    pub delivered: Family<Labels, Counter>,
+    pub log_bytes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("switchyard");
+        let m = Metrics {
+            accepted: Family::default(),
+            rejected: Family::default(),
+            duplicates: Family::default(),
+            ingest_bytes: Family::default(),
+            throttled: Family::default(),
+            fsync_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            log_truncated_bytes: Counter::default(),
+            dedupe_keys: Gauge::default(),
+            dedupe_evicted_early: Gauge::default(),
+            backlog: Family::default(),
+            delivered: Family::default(),
+            log_bytes: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "events_accepted",
+            "Events appended to the log, by source",
+            m.accepted.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Events rejected at ingest, by source and reason",
+            m.rejected.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Events dropped as duplicates, by source",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "ingest_bytes",
+            "Decompressed request bytes received, by source",
+            m.ingest_bytes.clone(),
+        );
+        registry.register(
+            "requests_throttled",
+            "Requests answered 429 or 503, by reason",
+            m.throttled.clone(),
+        );
+        registry.register(
+            "log_fsync_seconds",
+            "Latency of one group-commit fdatasync",
+            m.fsync_seconds.clone(),
+        );
+        registry.register(
+            "log_recovery_truncated_bytes",
+            "Bytes cut from a torn or corrupt log tail at start-up",
+            m.log_truncated_bytes.clone(),
+        );
+        registry.register(
+            "dedupe_keys",
+            "Keys in the dedupe index",
+            m.dedupe_keys.clone(),
+        );
+        registry.register(
+            "dedupe_buckets_evicted_early",
+            "Dedupe buckets dropped early because max_keys was reached",
+            m.dedupe_evicted_early.clone(),
+        );
+        registry.register(
+            "destination_backlog_events",
+            "Log records not yet consumed, by destination",
+            m.backlog.clone(),
+        );
+        registry.register(
+            "destination_delivered",
+            "Events delivered, by destination",
+            m.delivered.clone(),
+        );
+        registry.register(
+            "log_bytes",
+            "Bytes held by log segments",
+            m.log_bytes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn observe_fsync(&self, d: Duration) {
+        self.fsync_seconds.observe(d.as_secs_f64());
+    }
+
+    pub fn set_dedupe(&self, keys: u64, evicted_early: u64) {
+        self.dedupe_keys.set(keys as i64);
+        self.dedupe_evicted_early.set(evicted_early as i64);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+pub fn source(id: &str) -> Labels {
+    vec![("source", id.to_owned())]
+}
+
+pub fn source_reason(id: &str, reason: &str) -> Labels {
+    vec![("source", id.to_owned()), ("reason", reason.to_owned())]
+}
+
+pub fn destination(id: &str) -> Labels {
+    vec![("destination", id.to_owned())]
+}
+
+pub fn reason(r: &str) -> Labels {
+    vec![("reason", r.to_owned())]
+}
