@@ -355,14 +355,17 @@ fn message_id_hint(raw: &RawValue) -> Option<String> {
     }
 }
 
-/// What the debugger shows for a rejected element: the element without `writeKey`, or, if
-/// it is not an object, its first 2 KiB as a string.
+/// What the debugger shows for a rejected element: the element without `writeKey`; a small
+/// non-object as it is; anything else as a string of its first 2 KiB.
 pub fn rejected_display(raw: &str) -> Vec<u8> {
     if raw.len() <= MAX_EVENT_BYTES
         && let Ok(mut m) = serde_json::from_str::<IndexMap<String, &RawValue>>(raw)
     {
         m.shift_remove("writeKey");
         return serde_json::to_vec(&m).unwrap_or_default();
+    }
+    if raw.len() <= MAX_EVENT_BYTES && serde_json::from_str::<&RawValue>(raw).is_ok() {
+        return raw.as_bytes().to_vec();
     }
     let preview = format!("{}…", truncate(raw, 2048));
     serde_json::to_vec(&Value::String(preview)).unwrap_or_default()

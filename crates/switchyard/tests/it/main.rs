@@ -1,0 +1,8 @@
+//! End-to-end tests through HTTP: a real server on a loopback port, a real data directory,
+//! and the file destination as the receiver.
+
+mod admin;
+mod crash;
+mod harness;
+mod ingest;
+mod sdk;
