@@ -53,7 +53,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    print_banner(&config, &listener, demo_key.as_deref())?;
+    if let Err(error) = print_banner(&config, &listener, demo_key.as_deref()) {
+        // A closed stdout must not stop the server; the same facts are in the log.
+        tracing::warn!(%error, "Could not print the start-up lines to stdout");
+    }
+    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.server.data_dir.display(), "Serving");
     crate::app::run(config, listener, shutdown_signal()).await
 }
 

@@ -148,7 +148,7 @@ pub fn compile_str(
         match key.as_str() {
             Some(k) if TOP_LEVEL.contains(&k) => {}
             _ => cx.err(
-                format!("{}", key.as_str().unwrap_or("?")),
+                key.as_str().unwrap_or("?").to_owned(),
                 format!("unknown key; expected one of {}", TOP_LEVEL.join(", ")),
             ),
         }

@@ -148,10 +148,13 @@ impl Bucket {
             return Ok(());
         }
         let off = self.len;
-        if self.map.contains_key(&h) {
-            self.overflow.insert(key.into());
-        } else {
-            self.map.insert(h, off as u32);
+        match self.map.entry(h) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.overflow.insert(key.into());
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(off as u32);
+            }
         }
         let key = &key[..key.len().min(u16::MAX as usize)];
         let start = self.pending.len();

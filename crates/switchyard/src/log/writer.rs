@@ -139,8 +139,8 @@ impl Writer {
         new_keys: &mut Vec<(Vec<u8>, u64, i64)>,
     ) -> io::Result<()> {
         let mut seen: HashSet<Vec<u8>> = HashSet::new();
-        let mut seq = self.next_seq;
-        for e in group.iter_mut().flat_map(|a| a.entries.iter_mut()) {
+        let entries = group.iter_mut().flat_map(|a| a.entries.iter_mut());
+        for (seq, e) in (self.next_seq..).zip(entries) {
             if e.kind == Kind::Accepted {
                 let key = e.dedupe_key();
                 if seen.contains(&key) || self.dedupe.contains(&key, e.received_ms)? {
@@ -154,7 +154,6 @@ impl Writer {
                 }
             }
             record::encode(buf, seq, e);
-            seq += 1;
         }
         Ok(())
     }

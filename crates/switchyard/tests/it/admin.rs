@@ -10,29 +10,61 @@ async fn health_readiness_metrics_and_paging() {
     let app = TestApp::start(dir.path()).await;
     assert_eq!(app.get("/healthz").await.0, StatusCode::OK);
     let (status, ready) = app.get("/readyz").await;
-    assert_eq!((status, ready["ready"].as_bool()), (StatusCode::OK, Some(true)));
+    assert_eq!(
+        (status, ready["ready"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
     for i in 0..5 {
-        let e = json!({"type": "track", "event": "e", "userId": "u", "messageId": format!("p-{i}")});
+        let e =
+            json!({"type": "track", "event": "e", "userId": "u", "messageId": format!("p-{i}")});
         app.post_json("/v1/track", &e).await;
     }
     let (_, page1) = app.get("/api/v1/sources/web/events?limit=2").await;
-    let ids: Vec<_> = page1["events"].as_array().unwrap().iter().map(|e| e["message_id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<_> = page1["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message_id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids, ["p-4", "p-3"]);
     let next = page1["next"].as_u64().expect("a next cursor");
-    let (_, page2) = app.get(&format!("/api/v1/sources/web/events?limit=10&before={next}")).await;
+    let (_, page2) = app
+        .get(&format!(
+            "/api/v1/sources/web/events?limit=10&before={next}"
+        ))
+        .await;
     assert_eq!(page2["events"].as_array().unwrap().len(), 3);
     assert!(page2["next"].is_null());
     let e = &page1["events"][0];
-    for key in ["status", "reason", "received_at", "source", "environment", "message_id", "event"] {
+    for key in [
+        "status",
+        "reason",
+        "received_at",
+        "source",
+        "environment",
+        "message_id",
+        "event",
+    ] {
         assert!(e.get(key).is_some(), "{key} missing in {e}");
     }
-    assert_eq!(app.get("/api/v1/sources/nope/events").await.0, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/api/v1/sources/web/events?limit=5000").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get("/api/v1/sources/nope/events").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/api/v1/sources/web/events?limit=5000").await.0,
+        StatusCode::BAD_REQUEST
+    );
     app.delivered(5).await;
     app.wait_drained().await;
     let (_, metrics) = app.get("/metrics").await;
     let m = metrics.as_str().unwrap();
-    for name in ["switchyard_events_accepted_total", "switchyard_log_fsync_seconds_bucket", "switchyard_ingest_bytes_total", "switchyard_destination_backlog_events{destination=\"archive\"} 0"] {
+    for name in [
+        "switchyard_events_accepted_total",
+        "switchyard_log_fsync_seconds_bucket",
+        "switchyard_ingest_bytes_total",
+        "switchyard_destination_backlog_events{destination=\"archive\"} 0",
+    ] {
         assert!(m.contains(name), "{name} not in metrics:\n{m}");
     }
     let (_, report) = app.get("/api/v1/inspect").await;
@@ -48,16 +80,40 @@ async fn admin_routes_refuse_foreign_hosts_and_origins_without_a_token() {
     let app = TestApp::start(dir.path()).await;
     let addr = app.url.trim_start_matches("http://").to_owned();
     let get = |host: &str, origin: Option<&str>| {
-        let mut req = hyper::Request::get(format!("{}/api/v1/inspect", app.url)).header("host", host);
+        let mut req =
+            hyper::Request::get(format!("{}/api/v1/inspect", app.url)).header("host", host);
         if let Some(o) = origin {
             req = req.header("origin", o);
         }
-        req.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap()
+        req.body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
     };
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    assert_eq!(client.request(get("evil.example:80", None)).await.unwrap().status(), StatusCode::FORBIDDEN);
-    assert_eq!(client.request(get(&addr, Some("http://evil.example"))).await.unwrap().status(), StatusCode::FORBIDDEN);
-    assert_eq!(client.request(get(&addr, Some(&app.url))).await.unwrap().status(), StatusCode::OK);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    assert_eq!(
+        client
+            .request(get("evil.example:80", None))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        client
+            .request(get(&addr, Some("http://evil.example")))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        client
+            .request(get(&addr, Some(&app.url)))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
     app.stop().await;
 }
 
@@ -67,9 +123,27 @@ async fn admin_token_is_required_when_set() {
     let yaml = config_yaml(dir.path(), ", admin_token: s3cret-token");
     let app = TestApp::start_with(dir.path(), &yaml).await;
     let url = format!("{}/metrics", app.url);
-    assert_eq!(client::call(Method::GET, &url, None, None).await.unwrap().status, StatusCode::UNAUTHORIZED);
-    assert_eq!(client::call(Method::GET, &url, Some("Bearer wrong"), None).await.unwrap().status, StatusCode::UNAUTHORIZED);
-    assert_eq!(client::call(Method::GET, &url, Some("Bearer s3cret-token"), None).await.unwrap().status, StatusCode::OK);
+    assert_eq!(
+        client::call(Method::GET, &url, None, None)
+            .await
+            .unwrap()
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        client::call(Method::GET, &url, Some("Bearer wrong"), None)
+            .await
+            .unwrap()
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        client::call(Method::GET, &url, Some("Bearer s3cret-token"), None)
+            .await
+            .unwrap()
+            .status,
+        StatusCode::OK
+    );
     // Ingest and health stay open.
     assert_eq!(app.get("/healthz").await.0, StatusCode::OK);
     app.stop().await;
@@ -79,21 +153,30 @@ async fn admin_token_is_required_when_set() {
 async fn cors_preflight_is_answered_on_ingest_only() {
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::start(dir.path()).await;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
     let preflight = |path: &str| {
         hyper::Request::builder()
             .method(Method::OPTIONS)
             .uri(format!("{}{path}", app.url))
             .header("origin", "https://shop.example")
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "authorization,content-type,x-retry-count")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,x-retry-count",
+            )
             .body(http_body_util::Full::new(bytes::Bytes::new()))
             .unwrap()
     };
     let resp = client.request(preflight("/v1/t")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
-    assert!(resp.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    assert!(
+        resp.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization")
+    );
     let resp = client.request(preflight("/api/v1/inspect")).await.unwrap();
     assert!(resp.headers().get("access-control-allow-origin").is_none());
     app.stop().await;

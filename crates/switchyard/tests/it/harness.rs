@@ -46,13 +46,20 @@ impl TestApp {
     pub async fn start_with(dir: &Path, yaml: &str) -> TestApp {
         let (config, problems) = switchyard::config::compile_str(yaml, "test", &|_| None);
         let config = config.unwrap_or_else(|| panic!("test config invalid: {problems:?}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(switchyard::app::run(config, listener, async move {
             let _ = stopped.await;
         }));
-        let app = TestApp { url, dir: dir.to_path_buf(), stop: Some(stop), task: Some(task) };
+        let app = TestApp {
+            url,
+            dir: dir.to_path_buf(),
+            stop: Some(stop),
+            task: Some(task),
+        };
         app.wait_ready().await;
         app
     }
@@ -60,7 +67,8 @@ impl TestApp {
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(r) = client::call(Method::GET, &format!("{}/readyz", self.url), None, None).await
+            if let Ok(r) =
+                client::call(Method::GET, &format!("{}/readyz", self.url), None, None).await
                 && r.status == StatusCode::OK
             {
                 return;
@@ -81,17 +89,34 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, auth: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
-        let r = client::call(Method::POST, &format!("{}{path}", self.url), auth, Some(body)).await.expect("request");
-        (r.status, serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+        let r = client::call(
+            Method::POST,
+            &format!("{}{path}", self.url),
+            auth,
+            Some(body),
+        )
+        .await
+        .expect("request");
+        (
+            r.status,
+            serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+        )
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        self.post(path, Some(&basic(KEY)), serde_json::to_vec(body).unwrap()).await
+        self.post(path, Some(&basic(KEY)), serde_json::to_vec(body).unwrap())
+            .await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let r = client::call(Method::GET, &format!("{}{path}", self.url), None, None).await.expect("request");
-        (r.status, serde_json::from_slice(&r.body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&r.body).into())))
+        let r = client::call(Method::GET, &format!("{}{path}", self.url), None, None)
+            .await
+            .expect("request");
+        (
+            r.status,
+            serde_json::from_slice(&r.body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&r.body).into())),
+        )
     }
 
     /// Waits until the file destination holds at least `n` events and returns them.
@@ -104,17 +129,25 @@ impl TestApp {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let (_, report) = self.get("/api/v1/inspect").await;
-            let dests = report["destinations"].as_array().cloned().unwrap_or_default();
+            let dests = report["destinations"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if dests.iter().all(|d| d["backlog"] == 0) {
                 return;
             }
-            assert!(Instant::now() < deadline, "destinations never drained: {report}");
+            assert!(
+                Instant::now() < deadline,
+                "destinations never drained: {report}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     pub async fn recent(&self, query: &str) -> Vec<Value> {
-        let (status, body) = self.get(&format!("/api/v1/sources/web/events?{query}")).await;
+        let (status, body) = self
+            .get(&format!("/api/v1/sources/web/events?{query}"))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["events"].as_array().cloned().unwrap_or_default()
     }
@@ -129,14 +162,20 @@ impl Drop for TestApp {
 }
 
 pub fn basic(key: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{key}:"))
+    )
 }
 
 pub async fn read_lines_until(path: &Path, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("each line is one JSON event")).collect();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is one JSON event"))
+            .collect();
         if lines.len() >= n || Instant::now() > deadline {
             return lines;
         }

@@ -227,7 +227,11 @@ fn rejected_display_strips_write_key() {
     let shown: Value = serde_json::from_slice(&rejected_display("[1,2]")).unwrap();
     assert_eq!(shown, json!([1, 2]));
     let shown: Value = serde_json::from_slice(&rejected_display(&"x".repeat(40_000))).unwrap();
-    assert!(shown.as_str().is_some_and(|s| s.ends_with('…') && s.len() < 3000));
+    assert!(
+        shown
+            .as_str()
+            .is_some_and(|s| s.ends_with('…') && s.len() < 3000)
+    );
 }
 
 proptest::proptest! {
