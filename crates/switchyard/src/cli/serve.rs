@@ -19,6 +19,10 @@ pub struct Args {
     /// The demo workspace's data directory.
     #[arg(long, default_value = "./data", conflicts_with = "config")]
     data_dir: PathBuf,
+    /// Benchmark baseline: the same HTTP stack, auth, parsing and normalisation, but
+    /// nothing is stored. For bench/run.sh only; never use it to serve real traffic.
+    #[arg(long, hide = true)]
+    bench_no_store: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -40,6 +44,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             (config, Some(key))
         }
     };
+    config.server.bench_no_store = args.bench_no_store;
+    if args.bench_no_store {
+        tracing::warn!("--bench-no-store: events are NOT stored; this is the benchmark baseline");
+    }
     if let Some(listen) = &args.listen {
         config.server.listen = listen
             .parse()

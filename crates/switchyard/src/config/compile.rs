@@ -204,6 +204,7 @@ fn compile_server(cx: &mut Cx, v: Option<&Value>) -> ServerConfig {
         ),
         recent_events: raw.recent_events.unwrap_or(1000),
         min_free_disk: cx.size(&raw.min_free_disk, 1 << 30, "server.min_free_disk"),
+        bench_no_store: false,
     };
     if server.recent_events == 0 || server.recent_events > 100_000 {
         cx.err("server.recent_events", "must be between 1 and 100000");

@@ -85,6 +85,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     pub recent_events: usize,
     pub min_free_disk: u64,
+    /// Benchmark baseline only (`serve --bench-no-store`, never from YAML): ingest parses,
+    /// authenticates and normalises as usual, then answers 200 without storing anything.
+    pub bench_no_store: bool,
 }
 
 #[derive(Debug, Clone)]

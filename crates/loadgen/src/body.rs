@@ -1,0 +1,55 @@
+//! Request bodies built once, with fixed-width messageId slots rewritten per request.
+
+use bytes::Bytes;
+
+const SLOT: &str = "00000000000000000000";
+
+pub struct Template {
+    bytes: Vec<u8>,
+    slots: Vec<usize>,
+    counter: u64,
+}
+
+impl Template {
+    pub fn new(mode: &str, events: usize, event_bytes: usize, prefix: &str) -> Template {
+        let one = |i: usize| {
+            let mut e = serde_json::json!({
+                "type": "track", "event": "Order Completed", "userId": format!("user-{i}"),
+                "messageId": format!("{prefix}-{SLOT}"), "timestamp": "2026-11-22T04:18:16.688Z",
+                "properties": {"order_id": "50314b8e9bcf000000000000", "total": 27.5, "currency": "USD",
+                    "products": [{"product_id": "507f1f77bcf86cd799439011", "sku": "45790-32", "name": "Monopoly: 3rd Edition", "price": 19, "quantity": 1}]},
+                "context": {"library": {"name": "loadgen", "version": "1"}, "ip": "203.0.113.7",
+                    "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+                    "page": {"path": "/checkout", "url": "https://shop.example.com/checkout", "title": "Checkout"}},
+            });
+            let size = e.to_string().len();
+            if size < event_bytes {
+                e["properties"]["pad"] = serde_json::Value::String("x".repeat(event_bytes - size - 9));
+            }
+            e.to_string()
+        };
+        let text = if mode == "batch" {
+            let items: Vec<String> = (0..events).map(one).collect();
+            format!("{{\"batch\":[{}],\"sentAt\":\"2026-11-22T04:18:16.700Z\"}}", items.join(","))
+        } else {
+            one(0)
+        };
+        let bytes = text.into_bytes();
+        let slots = find_all(&bytes, format!("{prefix}-{SLOT}").as_bytes()).into_iter().map(|p| p + prefix.len() + 1).collect();
+        Template { bytes, slots, counter: 0 }
+    }
+
+    /// The next body, with fresh ids in every slot.
+    pub fn next_body(&mut self) -> Bytes {
+        for &at in &self.slots {
+            self.counter += 1;
+            let digits = format!("{:020}", self.counter);
+            self.bytes[at..at + SLOT.len()].copy_from_slice(digits.as_bytes());
+        }
+        Bytes::copy_from_slice(&self.bytes)
+    }
+}
+
+fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
+    hay.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect()
+}
