@@ -35,22 +35,22 @@ YAML
 }
 stop() { kill "$(cat "$WORK/$1.pid")"; wait "$(cat "$WORK/$1.pid")" 2>/dev/null || true; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$(cat "$WORK/$1.pid")/status"; }
-lg() { "$LG" --url "http://127.0.0.1:$1" --write-key "wk_bench_$2" --duration "$DURATION" --run-id "$2-$3" "${@:4}"; }
+lg() { "$LG" --url "http://127.0.0.1:$1" --write-key "wk_bench_$2" --run-id "$2-$3" "${@:4}"; }
 field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['$2'], 2))" "$1"; }
 
 start durable 18181 "[]"
 start baseline 18182 "[]" --bench-no-store
 
 echo "# batch: /v1/batch, 100 events of ~900 B, 32 connections" >&2
-DB=$(lg 18181 durable batch --mode batch --batch 100 --concurrency 32)
-BB=$(lg 18182 baseline batch --mode batch --batch 100 --concurrency 32)
+DB=$(lg 18181 durable batch --mode batch --batch 100 --concurrency 32 --duration "$DURATION")
+BB=$(lg 18182 baseline batch --mode batch --batch 100 --concurrency 32 --duration "$DURATION")
 echo "# track: single /v1/track, 128 connections" >&2
-DT=$(lg 18181 durable track --mode track --concurrency 128)
-BT=$(lg 18182 baseline track --mode track --concurrency 128)
+DT=$(lg 18181 durable track --mode track --concurrency 128 --duration "$DURATION")
+BT=$(lg 18182 baseline track --mode track --concurrency 128 --duration "$DURATION")
 HALF=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['requests_per_s'] / 2))" "$DT")
 echo "# latency: single /v1/track at $HALF req/s (half the durable maximum)" >&2
-DL=$(lg 18181 durable lat --mode track --concurrency 64 --rate "$HALF")
-BL=$(lg 18182 baseline lat --mode track --concurrency 64 --rate "$HALF")
+DL=$(lg 18181 durable lat --mode track --concurrency 64 --rate "$HALF" --duration "$DURATION")
+BL=$(lg 18182 baseline lat --mode track --concurrency 64 --rate "$HALF" --duration "$DURATION")
 stop durable; stop baseline
 
 echo "# RSS with a ${BACKLOG_EVENTS}-event backlog (the destination cannot write)" >&2

@@ -24,19 +24,30 @@ impl Template {
             });
             let size = e.to_string().len();
             if size < event_bytes {
-                e["properties"]["pad"] = serde_json::Value::String("x".repeat(event_bytes - size - 9));
+                e["properties"]["pad"] =
+                    serde_json::Value::String("x".repeat(event_bytes - size - 9));
             }
             e.to_string()
         };
         let text = if mode == "batch" {
             let items: Vec<String> = (0..events).map(one).collect();
-            format!("{{\"batch\":[{}],\"sentAt\":\"2026-11-22T04:18:16.700Z\"}}", items.join(","))
+            format!(
+                "{{\"batch\":[{}],\"sentAt\":\"2026-11-22T04:18:16.700Z\"}}",
+                items.join(",")
+            )
         } else {
             one(0)
         };
         let bytes = text.into_bytes();
-        let slots = find_all(&bytes, format!("{prefix}-{SLOT}").as_bytes()).into_iter().map(|p| p + prefix.len() + 1).collect();
-        Template { bytes, slots, counter: 0 }
+        let slots = find_all(&bytes, format!("{prefix}-{SLOT}").as_bytes())
+            .into_iter()
+            .map(|p| p + prefix.len() + 1)
+            .collect();
+        Template {
+            bytes,
+            slots,
+            counter: 0,
+        }
     }
 
     /// The next body, with fresh ids in every slot.
@@ -51,5 +62,9 @@ impl Template {
 }
 
 fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
-    hay.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect()
+    hay.windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect()
 }

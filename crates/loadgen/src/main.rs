@@ -63,19 +63,29 @@ struct Totals {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.concurrency).build_http::<Full<Bytes>>();
-    let totals = Arc::new(Totals { requests: AtomicU64::new(0), events: AtomicU64::new(0), errors: AtomicU64::new(0) });
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(args.concurrency)
+        .build_http::<Full<Bytes>>();
+    let totals = Arc::new(Totals {
+        requests: AtomicU64::new(0),
+        events: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+    });
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.duration);
     let mut tasks = Vec::new();
     for w in 0..args.concurrency {
         let (client, totals, args) = (client.clone(), totals.clone(), args.clone());
-        tasks.push(tokio::spawn(async move { worker(w, client, totals, args, deadline).await }));
+        tasks.push(tokio::spawn(async move {
+            worker(w, client, totals, args, deadline).await
+        }));
     }
     let mut latencies: Vec<u32> = Vec::new();
     for t in tasks {
@@ -83,7 +93,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     let requests = totals.requests.load(Ordering::Relaxed);
     let events = totals.events.load(Ordering::Relaxed);
     let result = serde_json::json!({
@@ -97,17 +112,43 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn worker(w: usize, client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>, totals: Arc<Totals>, args: Args, deadline: Instant) -> anyhow::Result<Vec<u32>> {
+async fn worker(
+    w: usize,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    totals: Arc<Totals>,
+    args: Args,
+    deadline: Instant,
+) -> anyhow::Result<Vec<u32>> {
     let per_request = if args.mode == "batch" { args.batch } else { 1 };
-    let mut template = body::Template::new(&args.mode, per_request, args.event_bytes, &format!("{}-{w}", args.run_id));
-    let path = if args.mode == "batch" { "/v1/batch" } else { "/v1/track" };
+    let mut template = body::Template::new(
+        &args.mode,
+        per_request,
+        args.event_bytes,
+        &format!("{}-{w}", args.run_id),
+    );
+    let path = if args.mode == "batch" {
+        "/v1/batch"
+    } else {
+        "/v1/track"
+    };
     let uri: hyper::Uri = format!("{}{path}", args.url.trim_end_matches('/')).parse()?;
-    let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:", args.write_key)));
-    let interval = args.rate.map(|r| Duration::from_secs_f64(args.concurrency as f64 / r));
-    let mut next_send = Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64(w as f64 / args.concurrency as f64));
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:", args.write_key))
+    );
+    let interval = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r));
+    let mut next_send = Instant::now()
+        + interval.map_or(Duration::ZERO, |i| {
+            i.mul_f64(w as f64 / args.concurrency as f64)
+        });
     let mut latencies = Vec::new();
     while Instant::now() < deadline {
-        if args.max_events.is_some_and(|m| totals.events.load(Ordering::Relaxed) >= m) {
+        if args
+            .max_events
+            .is_some_and(|m| totals.events.load(Ordering::Relaxed) >= m)
+        {
             break;
         }
         if let Some(i) = interval {
@@ -115,7 +156,10 @@ async fn worker(w: usize, client: Client<hyper_util::client::legacy::connect::Ht
             next_send += i;
         }
         let body = template.next_body();
-        let req = Request::post(uri.clone()).header("authorization", &auth).header("content-type", "application/json").body(Full::new(body))?;
+        let req = Request::post(uri.clone())
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .body(Full::new(body))?;
         let sent = Instant::now();
         let ok = match client.request(req).await {
             Ok(resp) => {
@@ -128,7 +172,9 @@ async fn worker(w: usize, client: Client<hyper_util::client::legacy::connect::Ht
         latencies.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
         if ok {
             totals.requests.fetch_add(1, Ordering::Relaxed);
-            totals.events.fetch_add(per_request as u64, Ordering::Relaxed);
+            totals
+                .events
+                .fetch_add(per_request as u64, Ordering::Relaxed);
         } else {
             totals.errors.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(10)).await;

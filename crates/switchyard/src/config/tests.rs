@@ -135,3 +135,12 @@ fn demo_config_compiles_and_keeps_its_key() {
     );
     assert_eq!(a.sources[0].id, demo::DEMO_SOURCE);
 }
+
+#[test]
+fn the_shipped_example_config_compiles_cleanly() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../config/switchyard.example.yaml");
+    let (config, warnings) = load(&path).unwrap_or_else(|p| panic!("{p:?}"));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.sources[0].id, "web");
+}

@@ -50,10 +50,18 @@ impl Writer {
     pub fn run(mut self) {
         let mut buf = Vec::with_capacity(1 << 20);
         let mut last_sync = Instant::now();
-        while let Some(group) = self.gather() {
-            let queued: u64 = group.iter().map(|a| a.bytes).sum();
-            self.commit(group, &mut buf);
-            self.shared.queued_bytes.fetch_sub(queued, Ordering::AcqRel);
+        loop {
+            match self.rx.recv_timeout(DEDUPE_SYNC_EVERY) {
+                Ok(first) => {
+                    let group = self.gather(first);
+                    let queued: u64 = group.iter().map(|a| a.bytes).sum();
+                    self.commit(group, &mut buf);
+                    self.shared.queued_bytes.fetch_sub(queued, Ordering::AcqRel);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Also when idle, so that the checkpoint catches up and segments can be reclaimed.
             if last_sync.elapsed() >= DEDUPE_SYNC_EVERY {
                 self.sync_dedupe();
                 last_sync = Instant::now();
@@ -63,9 +71,8 @@ impl Writer {
         tracing::info!(next_seq = self.next_seq, "Log writer stopped");
     }
 
-    /// Blocks for the first request, then gathers the rest of the group.
-    fn gather(&mut self) -> Option<Vec<Append>> {
-        let first = self.rx.recv().ok()?;
+    /// Gathers the rest of the group that `first` starts.
+    fn gather(&mut self, first: Append) -> Vec<Append> {
         let mut bytes = first.bytes as usize;
         let mut group = vec![first];
         let deadline = Instant::now() + self.commit_window;
@@ -87,7 +94,7 @@ impl Writer {
             bytes += next.bytes as usize;
             group.push(next);
         }
-        Some(group)
+        group
     }
 
     fn commit(&mut self, mut group: Vec<Append>, buf: &mut Vec<u8>) {
@@ -195,6 +202,9 @@ impl Writer {
     fn sync_dedupe(&mut self) {
         let now_ms = crate::event::now_ms();
         let covered = self.next_seq.checked_sub(1);
+        if covered.is_some() && covered == self.dedupe.checkpoint() {
+            return;
+        }
         let res = self.dedupe.expire(now_ms).and_then(|()| match covered {
             Some(seq) => self.dedupe.sync(seq),
             None => Ok(()),

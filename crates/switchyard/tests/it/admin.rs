@@ -181,3 +181,69 @@ async fn cors_preflight_is_answered_on_ingest_only() {
     assert!(resp.headers().get("access-control-allow-origin").is_none());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn low_disk_answers_429_with_retry_after_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml =
+        config_yaml(dir.path(), "").replace("min_free_disk: 1MiB", "min_free_disk: 1000000TiB");
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    let body =
+        serde_json::to_vec(&json!({"batch": [{"type": "track", "event": "e", "userId": "u"}]}))
+            .unwrap();
+    let r = client::call(
+        Method::POST,
+        &format!("{}/v1/batch", app.url),
+        Some(&basic(KEY)),
+        Some(body),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let err: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(err["code"], "disk_full");
+    let (_, report) = app.get("/api/v1/inspect").await;
+    assert_eq!(report["log"]["next_seq"], 0, "nothing was stored");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn consumed_segments_are_reclaimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config_yaml(dir.path(), "").replace(
+        "sources:",
+        "storage: { segment_bytes: 4KiB, retention: { max_age: 0s } }\nsources:",
+    );
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    for i in 0..40 {
+        let batch: Vec<_> = (0..5).map(|j| json!({"type": "track", "event": "e", "userId": "u", "messageId": format!("r-{i}-{j}"), "properties": {"pad": "x".repeat(300)}})).collect();
+        assert_eq!(
+            app.post_json("/v1/batch", &json!({"batch": batch})).await.0,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(app.delivered(200).await.len(), 200);
+    app.wait_drained().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, report) = app.get("/api/v1/inspect").await;
+        if report["log"]["segments"].as_u64().is_some_and(|s| s <= 2) {
+            assert!(
+                report["log"]["bytes"].as_u64().unwrap() < 10_000,
+                "{report}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "segments were never reclaimed: {report}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Dedupe still knows the keys whose log segments are gone.
+    let again = json!({"type": "track", "event": "e", "userId": "u", "messageId": "r-0-0"});
+    assert_eq!(app.post_json("/v1/track", &again).await.0, StatusCode::OK);
+    let dups = app.recent("status=duplicate").await;
+    assert_eq!(dups.len(), 1);
+    app.stop().await;
+}

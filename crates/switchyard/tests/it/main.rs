@@ -2,6 +2,7 @@
 //! and the file destination as the receiver.
 
 mod admin;
+mod cli;
 mod crash;
 mod harness;
 mod ingest;
