@@ -106,7 +106,7 @@ async fn open_log(
     let dir = config.server.data_dir.clone();
     tokio::task::spawn_blocking(move || {
         let (log, recovery) = Log::open(&dir, &opts, metrics, |rec| {
-            recent.push(RecentEvent::from_record(rec))
+            recent.push(RecentEvent::from_record(rec.clone()))
         })
         .with_context(|| format!("cannot open the event log in {}", dir.display()))?;
         Ok((log, recovery, recent))

@@ -7,6 +7,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -19,35 +21,32 @@ pub struct RecentEvent {
     pub reason: Option<String>,
     pub warnings: Vec<String>,
     pub received_ms: i64,
-    pub source: String,
-    pub environment: String,
+    pub source: Arc<str>,
+    pub environment: Arc<str>,
     pub message_id: String,
-    /// The event as logged; `None` only if the record's body was not JSON.
-    pub event: Option<Box<RawValue>>,
+    /// The event's JSON bytes as logged (validated only when shown).
+    pub event: Vec<u8>,
 }
 
 impl RecentEvent {
     /// Builds the debugger record of a log record.
-    pub fn from_record(rec: &Record) -> RecentEvent {
-        let e = &rec.entry;
+    pub fn from_record(rec: Record) -> RecentEvent {
+        let e = rec.entry;
         let (reason, warnings) = match e.kind {
             Kind::Accepted if e.reason.is_empty() => (None, Vec::new()),
             Kind::Accepted => (None, e.reason.split("; ").map(str::to_owned).collect()),
-            _ => (Some(e.reason.clone()), Vec::new()),
+            _ => (Some(e.reason), Vec::new()),
         };
-        let event = String::from_utf8(e.body.clone())
-            .ok()
-            .and_then(|s| RawValue::from_string(s).ok());
         RecentEvent {
             id: 0,
             status: e.kind,
             reason,
             warnings,
             received_ms: e.received_ms,
-            source: e.source.clone(),
-            environment: e.environment.clone(),
-            message_id: e.message_id.clone(),
-            event,
+            source: e.source,
+            environment: e.environment,
+            message_id: e.message_id,
+            event: e.body,
         }
     }
 }
@@ -63,7 +62,8 @@ pub struct EventView<'a> {
     pub source: &'a str,
     pub environment: &'a str,
     pub message_id: &'a str,
-    pub event: Option<&'a RawValue>,
+    /// `None` only if the logged body was not JSON.
+    pub event: Option<Box<RawValue>>,
 }
 
 impl RecentEvent {
@@ -80,7 +80,9 @@ impl RecentEvent {
             source: &self.source,
             environment: &self.environment,
             message_id: &self.message_id,
-            event: self.event.as_deref(),
+            event: String::from_utf8(self.event.clone())
+                .ok()
+                .and_then(|s| RawValue::from_string(s).ok()),
         }
     }
 }
@@ -108,16 +110,28 @@ impl RecentStore {
         self.per_source.contains_key(id)
     }
 
-    pub fn push(&self, mut ev: RecentEvent) {
-        let Some(ring) = self.per_source.get(&ev.source) else {
+    pub fn push(&self, ev: RecentEvent) {
+        let source = ev.source.clone();
+        self.push_all(&source, std::iter::once(ev));
+    }
+
+    /// Pushes events of one source under one lock. Only the last `capacity` can be kept,
+    /// so the older ones of a large batch are skipped without being stored.
+    pub fn push_all(&self, source: &str, events: impl ExactSizeIterator<Item = RecentEvent>) {
+        let Some(ring) = self.per_source.get(source) else {
             return;
         };
-        ev.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let n = events.len();
+        let first_id = self.next_id.fetch_add(n as u64, Ordering::Relaxed);
+        let skip = n.saturating_sub(self.capacity);
         let mut ring = ring.lock().unwrap_or_else(|p| p.into_inner());
-        if ring.len() == self.capacity {
-            ring.pop_front();
+        for (i, mut ev) in events.enumerate().skip(skip) {
+            ev.id = first_id + i as u64;
+            if ring.len() == self.capacity {
+                ring.pop_front();
+            }
+            ring.push_back(ev);
         }
-        ring.push_back(ev);
     }
 
     /// Newest first: up to `limit` events of `source` with `id < before`, optionally only
@@ -168,7 +182,7 @@ mod tests {
             },
             body: br#"{"type":"track"}"#.to_vec(),
         };
-        RecentEvent::from_record(&Record { seq: 0, entry })
+        RecentEvent::from_record(Record { seq: 0, entry })
     }
 
     #[test]

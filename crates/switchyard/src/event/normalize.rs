@@ -4,6 +4,8 @@
 //! as `properties` and `traits` are copied as raw bytes, never re-serialised. Only the fields
 //! we set or check are touched, and the element's field order is kept.
 
+use std::borrow::Cow;
+
 use indexmap::IndexMap;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -58,7 +60,29 @@ enum Out<'a> {
     Owned(String),
 }
 
-type Fields<'a> = IndexMap<String, Out<'a>>;
+/// A field name, borrowed from the request body unless it contains escapes.
+#[derive(Debug, serde::Deserialize, PartialEq, Eq, Hash)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl std::borrow::Borrow<str> for Key<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Key<'static> {
+    fn of(name: &'static str) -> Self {
+        Key(Cow::Borrowed(name))
+    }
+}
+
+impl From<&'static str> for Key<'_> {
+    fn from(name: &'static str) -> Self {
+        Key(Cow::Borrowed(name))
+    }
+}
+
+type Fields<'a> = IndexMap<Key<'a>, Out<'a>>;
 
 pub fn normalize(raw: &RawValue, cx: &RequestContext<'_>) -> Result<Normalized, Rejection> {
     let message_id_hint = message_id_hint(raw);
@@ -76,11 +100,11 @@ fn normalize_inner(raw: &RawValue, cx: &RequestContext<'_>) -> Result<Normalized
         );
         return Err(Rejection::new("event_too_large", msg));
     }
-    let parsed: IndexMap<String, &RawValue> = serde_json::from_str(raw.get())
+    let parsed: IndexMap<Key<'_>, &RawValue> = serde_json::from_str(raw.get())
         .map_err(|_| Rejection::new("invalid_event", "event must be a JSON object"))?;
     let mut f: Fields<'_> = parsed.into_iter().map(|(k, v)| (k, Out::Raw(v))).collect();
     let ty = event_type(&f, cx.path_type)?;
-    f.insert("type".into(), Out::Owned(json_string(ty.as_str())));
+    f.insert(Key::of("type"), Out::Owned(json_string(ty.as_str())));
     for key in ["writeKey", "originalTimestamp", "receivedAt", "version"] {
         f.shift_remove(key);
     }
@@ -95,9 +119,9 @@ fn normalize_inner(raw: &RawValue, cx: &RequestContext<'_>) -> Result<Normalized
     set_context(&mut f, cx, &mut warnings)?;
     if let Some(env_integrations) = cx.integrations {
         let merged = merge_raw(env_integrations, f.get("integrations"));
-        f.insert("integrations".into(), Out::Owned(merged));
+        f.insert(Key::of("integrations"), Out::Owned(merged));
     }
-    f.insert("version".into(), Out::Owned("2".into()));
+    f.insert(Key::of("version"), Out::Owned("2".into()));
     Ok(Normalized {
         message_id,
         body: write(&f),
@@ -131,7 +155,8 @@ fn coerce_id(f: &mut Fields<'_>, name: &str) -> Result<bool, Rejection> {
             Ok(false)
         }
         Ok(Value::Number(n)) => {
-            f.insert(name.into(), Out::Owned(json_string(&n.to_string())));
+            let key = Key(Cow::Owned(name.to_owned()));
+            f.insert(key, Out::Owned(json_string(&n.to_string())));
             Ok(true)
         }
         _ => Err(Rejection::new(
@@ -204,7 +229,7 @@ fn message_id(f: &mut Fields<'_>) -> Result<String, Rejection> {
             format!("messageId is longer than {MAX_MESSAGE_ID_CHARS} characters"),
         ));
     }
-    f.insert("messageId".into(), Out::Owned(json_string(&id)));
+    f.insert(Key::of("messageId"), Out::Owned(json_string(&id)));
     Ok(id)
 }
 
@@ -277,7 +302,7 @@ fn set_context(
     ctx.insert("switchyard".into(), tag);
     let text = serde_json::to_string(&ctx)
         .map_err(|e| Rejection::new("invalid_context", e.to_string()))?;
-    f.insert("context".into(), Out::Owned(text));
+    f.insert(Key::of("context"), Out::Owned(text));
     Ok(())
 }
 
@@ -300,7 +325,7 @@ fn write(f: &Fields<'_>) -> Vec<u8> {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(json_string(k).as_bytes());
+        out.extend_from_slice(json_string(&k.0).as_bytes());
         out.push(b':');
         out.extend_from_slice(out_text(v).as_bytes());
     }
@@ -331,7 +356,7 @@ fn str_of_raw(r: &RawValue) -> Option<String> {
 }
 
 fn json_string(s: &str) -> String {
-    Value::String(s.to_owned()).to_string()
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
 }
 
 fn truncate(s: &str, max: usize) -> &str {

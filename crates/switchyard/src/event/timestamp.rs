@@ -55,19 +55,26 @@ pub fn parse(text: &str) -> Option<OffsetDateTime> {
     )
 }
 
-/// Formats as RFC 3339 UTC with milliseconds: `2024-01-01T00:04:50.000Z`.
+/// Formats as RFC 3339 UTC with milliseconds: `2024-01-01T00:04:50.000Z`. Years outside
+/// 0000–9999 cannot come from our parser or clock; they are clamped.
 pub fn format(t: OffsetDateTime) -> String {
     let t = t.to_offset(UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, t.year().clamp(0, 9999) as u32);
+    put(5, 2, u32::from(u8::from(t.month())));
+    put(8, 2, u32::from(t.day()));
+    put(11, 2, u32::from(t.hour()));
+    put(14, 2, u32::from(t.minute()));
+    put(17, 2, u32::from(t.second()));
+    put(20, 3, u32::from(t.millisecond()));
+    // Only ASCII digits and separators were written.
+    String::from_utf8_lossy(&b).into_owned()
 }
 
 /// The timestamps stored with an event after skew correction.

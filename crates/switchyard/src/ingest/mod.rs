@@ -6,6 +6,9 @@ mod auth;
 pub mod body;
 mod limits;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -140,17 +143,18 @@ pub async fn ingest(
         LogError::Closed => ApiError::unavailable("draining", "the server is shutting down"),
         LogError::Io(detail) => ApiError::internal("storage_error", detail),
     })?;
-    record(&state, entries);
+    record(&state, source, entries);
     Ok(success)
 }
 
 fn to_entries(elements: &[&RawValue], cx: &RequestContext<'_>) -> Vec<Entry> {
     let received_ms = (cx.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let (source, environment): (Arc<str>, Arc<str>) = (cx.source.into(), cx.environment.into());
     let entry = |kind, message_id: String, reason: String, body: Vec<u8>| Entry {
         kind,
         received_ms,
-        source: cx.source.to_owned(),
-        environment: cx.environment.to_owned(),
+        source: source.clone(),
+        environment: environment.clone(),
         message_id,
         reason,
         body,
@@ -174,24 +178,37 @@ fn to_entries(elements: &[&RawValue], cx: &RequestContext<'_>) -> Vec<Entry> {
         .collect()
 }
 
-/// Counts and shows what happened to each event.
-fn record(state: &AppState, entries: Vec<Entry>) {
-    for entry in entries {
-        let labels = metrics::source(&entry.source);
-        match entry.kind {
-            Kind::Accepted => state.metrics.accepted.get_or_create(&labels).inc(),
-            Kind::Duplicate => state.metrics.duplicates.get_or_create(&labels).inc(),
+/// Counts and shows what happened to each event (all entries share one source).
+fn record(state: &AppState, source: &str, entries: Vec<Entry>) {
+    let (mut accepted, mut duplicates) = (0u64, 0u64);
+    let mut rejected: HashMap<&str, u64> = HashMap::new();
+    for e in &entries {
+        match e.kind {
+            Kind::Accepted => accepted += 1,
+            Kind::Duplicate => duplicates += 1,
             Kind::Rejected => {
-                let slug = entry.reason.split(':').next().unwrap_or("rejected");
-                state
-                    .metrics
-                    .rejected
-                    .get_or_create(&metrics::source_reason(&entry.source, slug))
-                    .inc()
+                let slug = e.reason.split(':').next().unwrap_or("rejected");
+                *rejected.entry(slug).or_default() += 1;
             }
-        };
-        state
-            .recent
-            .push(RecentEvent::from_record(&Record { seq: 0, entry }));
+        }
     }
+    let labels = metrics::source(source);
+    state
+        .metrics
+        .accepted
+        .get_or_create(&labels)
+        .inc_by(accepted);
+    state
+        .metrics
+        .duplicates
+        .get_or_create(&labels)
+        .inc_by(duplicates);
+    for (slug, n) in rejected {
+        let labels = metrics::source_reason(source, slug);
+        state.metrics.rejected.get_or_create(&labels).inc_by(n);
+    }
+    let events = entries
+        .into_iter()
+        .map(|entry| RecentEvent::from_record(Record { seq: 0, entry }));
+    state.recent.push_all(source, events);
 }

@@ -11,6 +11,8 @@
 //! never re-parsed by the log. Duplicates and rejections are recorded too, so that the ack
 //! for them is as durable as the ack for accepted events; consumers skip them.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 pub const FRAME_HEADER: usize = 8;
@@ -51,8 +53,8 @@ impl Kind {
 pub struct Entry {
     pub kind: Kind,
     pub received_ms: i64,
-    pub source: String,
-    pub environment: String,
+    pub source: Arc<str>,
+    pub environment: Arc<str>,
     pub message_id: String,
     pub reason: String,
     pub body: Vec<u8>,
@@ -162,8 +164,8 @@ fn decode_payload(p: &[u8]) -> Result<Record, DecodeError> {
     let entry = Entry {
         kind,
         received_ms,
-        source,
-        environment,
+        source: source.into(),
+        environment: environment.into(),
         message_id,
         reason,
         body,
