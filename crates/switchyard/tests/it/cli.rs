@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::crash::{spawn_server, wait_drained, wait_ready};
+use crate::crash::{start_binary, wait_drained};
 use crate::harness::*;
 
 fn switchyard(args: &[&str]) -> std::process::Output {
@@ -55,10 +55,7 @@ fn check_prints_every_problem_with_its_path_and_exits_1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_then_inspect_live_and_offline() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("switchyard.yaml");
-    std::fs::write(&config, config_yaml(dir.path(), "")).unwrap();
-    let mut server = spawn_server(&config);
-    wait_ready(&server.url).await;
+    let (config, mut server) = start_binary(dir.path()).await;
     let cfg = config.to_str().unwrap().to_owned();
     let url = server.url.clone();
     let out = tokio::task::spawn_blocking(move || {

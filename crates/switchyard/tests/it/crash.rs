@@ -45,6 +45,15 @@ pub fn spawn_server(config: &Path) -> Server {
     Server { child, url }
 }
 
+/// Writes the test config into `dir`, starts the binary on it and waits until it is ready.
+pub async fn start_binary(dir: &Path) -> (std::path::PathBuf, Server) {
+    let config = dir.join("switchyard.yaml");
+    std::fs::write(&config, config_yaml(dir, "")).unwrap();
+    let server = spawn_server(&config);
+    wait_ready(&server.url).await;
+    (config, server)
+}
+
 pub async fn wait_ready(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -117,10 +126,7 @@ async fn load(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_load_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("switchyard.yaml");
-    std::fs::write(&config, config_yaml(dir.path(), "")).unwrap();
-    let mut server = spawn_server(&config);
-    wait_ready(&server.url).await;
+    let (config, mut server) = start_binary(dir.path()).await;
 
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(tokio::sync::Notify::new());
@@ -176,10 +182,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_restart_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("switchyard.yaml");
-    std::fs::write(&config, config_yaml(dir.path(), "")).unwrap();
-    let mut server = spawn_server(&config);
-    wait_ready(&server.url).await;
+    let (config, mut server) = start_binary(dir.path()).await;
     let auth = basic(KEY);
     for i in 0..20 {
         let body = serde_json::to_vec(&json!({"batch": [{"type": "track", "event": "T", "userId": "u", "messageId": format!("term-{i}")}]})).unwrap();

@@ -49,17 +49,23 @@ async fn every_ingest_path_reaches_the_file_destination_normalised() {
     );
     // analytics.js: text/plain, the write key in the body, single-letter paths.
     let t = json!({"writeKey": KEY, "type": "track", "event": "Clicked", "anonymousId": "a", "messageId": "m-ajs-t", "sentAt": sent_at, "timestamp": "2024-01-01T00:00:00Z"});
+    let text_plain = [("content-type", "text/plain")];
+    let t = serde_json::to_vec(&t).unwrap();
     assert_eq!(
-        app.post("/v1/t", None, serde_json::to_vec(&t).unwrap())
-            .await
-            .0,
+        post_raw(&app, "/v1/t", &text_plain, t).await,
         StatusCode::OK
     );
     let b = json!({"writeKey": KEY, "batch": [{"type": "page", "anonymousId": "a", "messageId": "m-ajs-b"}], "sentAt": sent_at});
+    let b = serde_json::to_vec(&b).unwrap();
     assert_eq!(
-        app.post("/v1/b", None, serde_json::to_vec(&b).unwrap())
-            .await
-            .0,
+        post_raw(&app, "/v1/b", &text_plain, b).await,
+        StatusCode::OK
+    );
+    // Segment's legacy import alias of /v1/batch, with no Content-Type at all.
+    let import = json!({"writeKey": KEY, "batch": [{"type": "identify", "userId": "imp", "messageId": "m-import"}]});
+    let import = serde_json::to_vec(&import).unwrap();
+    assert_eq!(
+        post_raw(&app, "/v1/import", &[], import).await,
         StatusCode::OK
     );
     assert_eq!(
@@ -68,7 +74,7 @@ async fn every_ingest_path_reaches_the_file_destination_normalised() {
         "/v1/m needs no key"
     );
 
-    let events = app.delivered(8).await;
+    let events = app.delivered(9).await;
     let by_id = |id: &str| {
         events
             .iter()
@@ -76,7 +82,8 @@ async fn every_ingest_path_reaches_the_file_destination_normalised() {
             .unwrap_or_else(|| panic!("{id} not delivered: {events:#?}"))
             .clone()
     };
-    assert_eq!(events.len(), 8);
+    assert_eq!(events.len(), 9);
+    assert_eq!(by_id("m-import")["type"], "identify");
     let identify = by_id("m-identify");
     assert_eq!(identify["userId"], "42", "numeric ids become strings");
     assert!(identify.get("anonymousId").is_none(), "null ids are absent");
@@ -220,19 +227,38 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-async fn post_encoded(app: &TestApp, encoding: &str, body: Vec<u8>) -> StatusCode {
+/// Posts with exactly the given headers (no Authorization unless given).
+async fn post_raw(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> StatusCode {
     use http_body_util::{BodyExt, Full};
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<bytes::Bytes>>();
-    let req = hyper::Request::post(format!("{}/v1/batch", app.url))
-        .header("authorization", basic(KEY))
-        .header("content-encoding", encoding)
-        .body(Full::new(bytes::Bytes::from(body)))
+    let mut req = hyper::Request::post(format!("{}{path}", app.url));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(bytes::Bytes::from(body))).unwrap())
+        .await
         .unwrap();
-    let resp = client.request(req).await.unwrap();
     let status = resp.status();
     let _ = resp.into_body().collect().await;
     status
+}
+
+async fn post_encoded(app: &TestApp, encoding: &str, body: Vec<u8>) -> StatusCode {
+    let auth = basic(KEY);
+    post_raw(
+        app,
+        "/v1/batch",
+        &[("authorization", &auth), ("content-encoding", encoding)],
+        body,
+    )
+    .await
 }
 
 #[tokio::test]
