@@ -20,6 +20,7 @@ pub mod cursor;
 pub mod dedupe;
 pub mod destinations;
 pub mod event;
+pub mod fql;
 pub mod http;
 pub mod ingest;
 pub mod inspect;

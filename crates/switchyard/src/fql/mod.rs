@@ -1,0 +1,60 @@
+//! FQL, Segment's trigger-condition language (reference §4.2–§4.5, §4.9).
+//!
+//! `Fql::parse` is strict: it rejects what Segment would silently misread (see `parser.rs`),
+//! so every condition we accept evaluates exactly as it does in Segment (`eval.rs`).
+
+mod ast;
+mod eval;
+mod lexer;
+mod parser;
+
+use serde_json::Value;
+use thiserror::Error;
+
+pub use ast::{Cond, Conj, Expr, Field, Op};
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct FqlError(pub String);
+
+/// A compiled trigger condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fql {
+    source: String,
+    expr: Expr,
+}
+
+impl Fql {
+    pub fn parse(source: &str) -> Result<Fql, FqlError> {
+        let tokens = lexer::lex(source)?;
+        let expr = parser::parse(&tokens)?;
+        Ok(Fql {
+            source: source.to_owned(),
+            expr,
+        })
+    }
+
+    pub fn matches(&self, event: &Value) -> bool {
+        event.is_object() && eval::matches(&self.expr, event)
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn expr(&self) -> &Expr {
+        &self.expr
+    }
+}
+
+/// JavaScript's `String(number)` for the numbers FQL can hold: integers without `.0`.
+pub fn js_number_string(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e21 {
+        format!("{n:.0}")
+    } else {
+        format!("{n}")
+    }
+}
+
+#[cfg(test)]
+mod tests;
