@@ -25,6 +25,7 @@ pub mod http;
 pub mod ingest;
 pub mod inspect;
 pub mod log;
+pub mod mapping;
 pub mod recent;
 pub mod state;
 pub mod telemetry;

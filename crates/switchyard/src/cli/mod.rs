@@ -6,6 +6,7 @@ pub mod client;
 mod inspect;
 mod send;
 mod serve;
+mod test_mapping;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Post sample events to a running server.
     Send(send::Args),
+    /// Evaluate FQL and mappings against events: JSON lines in, JSON lines out.
+    TestMapping(test_mapping::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -39,6 +42,7 @@ pub fn main() -> ExitCode {
     crate::telemetry::init_tracing();
     let result = match cli.command {
         Command::Check(args) => return check::run(&args),
+        Command::TestMapping(args) => test_mapping::run(&args),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(args))),
         Command::Inspect(args) => runtime().and_then(|rt| rt.block_on(inspect::run(args))),
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(send::run(args))),

@@ -83,6 +83,17 @@ pub async fn inspect(State(state): State<AppState>) -> Result<Json<inspect::Repo
     Ok(Json(report))
 }
 
+/// `POST /api/v1/test-mapping`: one `{"subscribe", "mapping", "event"}` in, one result out.
+pub async fn test_mapping(
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<crate::mapping::TestResult>, ApiError> {
+    let bytes = crate::ingest::body::read(&headers, body).await?;
+    let input: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+    Ok(Json(crate::mapping::test_mapping(&input)))
+}
+
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let committed = *state.log.committed().borrow();
     for d in &state.destinations {

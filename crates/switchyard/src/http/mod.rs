@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/api/v1/sources/{id}/events", get(admin::source_events))
         .route("/api/v1/inspect", get(admin::inspect))
+        .route("/api/v1/test-mapping", post(admin::test_mapping))
         .route("/metrics", get(admin::metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

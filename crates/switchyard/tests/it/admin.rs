@@ -247,3 +247,42 @@ async fn consumed_segments_are_reclaimed() {
     assert_eq!(dups.len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn test_mapping_api_answers_like_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    let body = json!({"subscribe": "event = \"Order Completed\" and properties.total >= 100",
+                      "mapping": {"total": {"@path": "$.properties.total"}, "who": {"@template": "{{userId}}"}},
+                      "event": {"type": "track", "event": "Order Completed", "userId": "u9", "properties": {"total": 120}}});
+    let r = client::call(
+        Method::POST,
+        &format!("{}/api/v1/test-mapping", app.url),
+        None,
+        Some(serde_json::to_vec(&body).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    let got: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        got,
+        json!({"matched": true, "payload": {"total": 120, "who": "u9"}, "error": null})
+    );
+    let bad = json!({"subscribe": "type = \"track\" and", "event": {}});
+    let r = client::call(
+        Method::POST,
+        &format!("{}/api/v1/test-mapping", app.url),
+        None,
+        Some(serde_json::to_vec(&bad).unwrap()),
+    )
+    .await
+    .unwrap();
+    let got: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (got["matched"].as_bool(), got["payload"].is_null()),
+        (Some(false), true)
+    );
+    assert!(got["error"].as_str().unwrap().contains("dangling"));
+    app.stop().await;
+}

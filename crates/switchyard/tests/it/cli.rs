@@ -113,3 +113,61 @@ async fn send_then_inspect_live_and_offline() {
     let events = read_lines_until(&dir.path().join("events.jsonl"), 3).await;
     assert!(events.iter().all(|e| e["event"] == "Switchyard Test Event"));
 }
+
+#[test]
+fn test_mapping_reads_json_lines_and_answers_one_line_each() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("test-mapping")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn test-mapping");
+    let input = [
+        r#"{"subscribe": "type = \"track\" or type = \"identify\"", "mapping": {"email": {"@path": "$.traits.email"}, "id": {"@path": "$.userId"}, "empty": "", "none": null}, "event": {"type": "identify", "userId": 7, "traits": {"email": "a@b.c"}}}"#,
+        r#"{"subscribe": "type = \"track\" or type = \"identify\"", "mapping": {"x": 1}, "event": {"type": "page"}}"#,
+        "this is not JSON",
+        r#"{"subscribe": "type = 'track'", "mapping": {}, "event": {}}"#,
+        "",
+        r#"{"subscribe": "type = \"track\"", "event": {"type": "track", "event": "E"}}"#,
+    ];
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.join("\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "one line per non-empty input line");
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"matched": true, "payload": {"email": "a@b.c", "id": 7, "empty": "", "none": null}, "error": null})
+    );
+    assert_eq!(
+        lines[1],
+        serde_json::json!({"matched": false, "payload": null, "error": null})
+    );
+    assert!(
+        lines[2]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON line")
+    );
+    assert!(
+        lines[3]["error"]
+            .as_str()
+            .unwrap()
+            .contains("double quotes")
+    );
+    assert_eq!(
+        lines[4]["payload"],
+        serde_json::json!({"type": "track", "event": "E"}),
+        "no mapping means the whole event"
+    );
+}
