@@ -27,5 +27,6 @@ pub mod inspect;
 pub mod log;
 pub mod mapping;
 pub mod recent;
+pub mod signing;
 pub mod state;
 pub mod telemetry;
