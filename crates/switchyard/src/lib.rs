@@ -19,6 +19,7 @@ pub mod config;
 pub mod cursor;
 pub mod dedupe;
 pub mod destinations;
+pub mod egress;
 pub mod event;
 pub mod fql;
 pub mod http;

@@ -196,7 +196,7 @@ fn compile_server(cx: &mut Cx, v: Option<&Value>) -> ServerConfig {
         data_dir: PathBuf::from(raw.data_dir.unwrap_or_else(|| "./data".into())),
         admin_token,
         allow_private_networks: raw.allow_private_networks.unwrap_or(false),
-        egress_allow: raw.egress_allow.unwrap_or_default(),
+        egress_allow: egress_rules(cx, raw.egress_allow.unwrap_or_default()),
         shutdown_timeout: cx.duration(
             &raw.shutdown_timeout,
             Duration::from_secs(10),
@@ -210,6 +210,17 @@ fn compile_server(cx: &mut Cx, v: Option<&Value>) -> ServerConfig {
         cx.err("server.recent_events", "must be between 1 and 100000");
     }
     server
+}
+
+fn egress_rules(cx: &mut Cx, entries: Vec<String>) -> Vec<crate::egress::AllowRule> {
+    let mut rules = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        match crate::egress::AllowRule::parse(e) {
+            Ok(r) => rules.push(r),
+            Err(msg) => cx.err(format!("server.egress_allow[{i}]"), msg),
+        }
+    }
+    rules
 }
 
 fn parse_listen(text: &str) -> Option<SocketAddr> {

@@ -81,7 +81,7 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub admin_token: Option<String>,
     pub allow_private_networks: bool,
-    pub egress_allow: Vec<String>,
+    pub egress_allow: Vec<crate::egress::AllowRule>,
     pub shutdown_timeout: Duration,
     pub recent_events: usize,
     pub min_free_disk: u64,

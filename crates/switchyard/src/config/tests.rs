@@ -59,7 +59,7 @@ fn json_is_accepted_too() {
 fn every_error_is_reported_with_its_path() {
     let (c, problems) = compile(
         r#"
-server: { listen: "nope", shutdown_timeout: 10, bogus: 1 }
+server: { listen: "nope", shutdown_timeout: 10, bogus: 1, egress_allow: ["127.0.0.1:9000", "nonsense"] }
 dedupe: { window: 5x }
 extra: true
 sources:
@@ -87,6 +87,7 @@ destinations:
         "error server.listen invalid address",
         "error server.shutdown_timeout duration 10 needs a unit",
         "error server.bogus unknown field",
+        "error server.egress_allow[1] \"nonsense\": expected a CIDR or host:port",
         "error dedupe.window invalid duration",
         "error sources[Web].id id \"Web\" must match",
         "error sources[Web].write_keys.production environment variable UNSET is not set",
