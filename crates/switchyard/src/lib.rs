@@ -15,9 +15,11 @@
 
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod cursor;
 pub mod dedupe;
+pub mod delivery;
 pub mod destinations;
 pub mod egress;
 pub mod event;

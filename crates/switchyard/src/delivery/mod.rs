@@ -1,0 +1,3 @@
+//! The delivery engine (destinations that call out over the network).
+
+pub mod store;

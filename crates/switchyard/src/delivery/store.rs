@@ -1,0 +1,346 @@
+//! Durable delivery state in `data_dir/deliveries.redb`: the retry set, the dead-letter
+//! queue and the delivery log, per destination. Only failures reach the first two, so the
+//! healthy path writes nothing here but the (batched, non-synced) delivery log.
+
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+const RETRIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("retries");
+const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
+const ATTEMPTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("attempts");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Attempts kept per destination in the delivery log.
+pub const MAX_ATTEMPTS: u64 = 10_000;
+
+#[derive(Debug, Error)]
+#[error("delivery store: {0}")]
+pub struct StoreError(String);
+
+fn e(err: impl std::fmt::Display) -> StoreError {
+    StoreError(err.to_string())
+}
+
+/// A built HTTP request, kept so that every retry sends the same bytes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Request {
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// The bytes `X-Signature` covers (the body, or the first element of a batch).
+    pub signed: String,
+}
+
+/// One delivery of one event under one mapping, waiting for its next attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Pending {
+    pub id: u64,
+    pub seq: u64,
+    pub source: String,
+    pub message_id: String,
+    pub mapping: String,
+    pub received_ms: i64,
+    pub request: Request,
+    pub attempts: u32,
+    pub next_at_ms: i64,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeadLetter {
+    #[serde(flatten)]
+    pub delivery: Pending,
+    pub reason: String,
+    pub dead_at_ms: i64,
+}
+
+/// One attempt, for the delivery log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    pub id: u64,
+    pub at_ms: i64,
+    pub source: String,
+    pub message_id: String,
+    pub mapping: String,
+    pub url: String,
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+    /// The first 1 KiB of the response body.
+    pub response: String,
+    /// `delivered`, `retry` or `dead_letter`.
+    pub outcome: String,
+}
+
+pub struct DeliveryStore {
+    db: Database,
+}
+
+impl DeliveryStore {
+    pub fn open(path: &Path) -> Result<DeliveryStore, StoreError> {
+        let db = Database::create(path).map_err(e)?;
+        let txn = db.begin_write().map_err(e)?;
+        for t in [RETRIES, DEAD, ATTEMPTS] {
+            txn.open_table(t).map_err(e)?;
+        }
+        txn.open_table(META).map_err(e)?;
+        txn.commit().map_err(e)?;
+        Ok(DeliveryStore { db })
+    }
+
+    fn next_id(meta: &mut redb::Table<&str, u64>, name: &str) -> Result<u64, StoreError> {
+        let id = meta.get(name).map_err(e)?.map_or(1, |v| v.value());
+        meta.insert(name, id + 1).map_err(e)?;
+        Ok(id)
+    }
+
+    /// Stores (or updates) a pending retry, durably. Assigns an id when it has none.
+    pub fn put_retry(&self, dest: &str, p: &mut Pending) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(e)?;
+        {
+            if p.id == 0 {
+                p.id = Self::next_id(&mut txn.open_table(META).map_err(e)?, "delivery")?;
+            }
+            let bytes = serde_json::to_vec(p).map_err(e)?;
+            txn.open_table(RETRIES)
+                .map_err(e)?
+                .insert((dest, p.id), bytes.as_slice())
+                .map_err(e)?;
+        }
+        txn.commit().map_err(e)
+    }
+
+    pub fn remove_retry(&self, dest: &str, id: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(e)?;
+        txn.open_table(RETRIES)
+            .map_err(e)?
+            .remove((dest, id))
+            .map_err(e)?;
+        txn.commit().map_err(e)
+    }
+
+    pub fn retries(&self, dest: &str) -> Result<Vec<Pending>, StoreError> {
+        self.scan(RETRIES, dest, usize::MAX, None)
+    }
+
+    /// Moves a delivery to the dead-letter queue (and out of the retry set), durably.
+    pub fn dead_letter(&self, dest: &str, mut dl: DeadLetter) -> Result<DeadLetter, StoreError> {
+        let txn = self.db.begin_write().map_err(e)?;
+        {
+            if dl.delivery.id == 0 {
+                dl.delivery.id = Self::next_id(&mut txn.open_table(META).map_err(e)?, "delivery")?;
+            }
+            txn.open_table(RETRIES)
+                .map_err(e)?
+                .remove((dest, dl.delivery.id))
+                .map_err(e)?;
+            let bytes = serde_json::to_vec(&dl).map_err(e)?;
+            txn.open_table(DEAD)
+                .map_err(e)?
+                .insert((dest, dl.delivery.id), bytes.as_slice())
+                .map_err(e)?;
+        }
+        txn.commit().map_err(e)?;
+        Ok(dl)
+    }
+
+    /// Newest first, ids below `before`.
+    pub fn dead_letters(
+        &self,
+        dest: &str,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.scan(DEAD, dest, limit, before)
+    }
+
+    /// Moves dead letters back into the retry set, due at `now_ms`, durably. `pick` selects.
+    pub fn replay_dead_letters(
+        &self,
+        dest: &str,
+        now_ms: i64,
+        pick: impl Fn(&DeadLetter) -> bool,
+    ) -> Result<Vec<Pending>, StoreError> {
+        let txn = self.db.begin_write().map_err(e)?;
+        let mut moved = Vec::new();
+        {
+            let mut dead = txn.open_table(DEAD).map_err(e)?;
+            let mut retries = txn.open_table(RETRIES).map_err(e)?;
+            let chosen: Vec<DeadLetter> = dead
+                .range((dest, 0)..=(dest, u64::MAX))
+                .map_err(e)?
+                .filter_map(|r| {
+                    r.ok()
+                        .and_then(|(_, v)| serde_json::from_slice::<DeadLetter>(v.value()).ok())
+                })
+                .filter(|d| pick(d))
+                .collect();
+            for d in chosen {
+                dead.remove((dest, d.delivery.id)).map_err(e)?;
+                let mut p = d.delivery;
+                p.next_at_ms = now_ms;
+                p.attempts = 0;
+                retries
+                    .insert((dest, p.id), serde_json::to_vec(&p).map_err(e)?.as_slice())
+                    .map_err(e)?;
+                moved.push(p);
+            }
+        }
+        txn.commit().map_err(e)?;
+        Ok(moved)
+    }
+
+    /// Appends attempts to the delivery log without syncing (the next durable commit does),
+    /// keeping the newest `MAX_ATTEMPTS` per destination.
+    pub fn log_attempts(&self, dest: &str, attempts: &mut [Attempt]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(e)?;
+        txn.set_durability(Durability::None).map_err(e)?;
+        {
+            let mut meta = txn.open_table(META).map_err(e)?;
+            let mut log = txn.open_table(ATTEMPTS).map_err(e)?;
+            let key = format!("attempt:{dest}");
+            let mut next = meta.get(key.as_str()).map_err(e)?.map_or(1, |v| v.value());
+            for a in attempts.iter_mut() {
+                a.id = next;
+                next += 1;
+                log.insert((dest, a.id), serde_json::to_vec(a).map_err(e)?.as_slice())
+                    .map_err(e)?;
+            }
+            meta.insert(key.as_str(), next).map_err(e)?;
+            if next > MAX_ATTEMPTS + 1 {
+                let floor = next - MAX_ATTEMPTS;
+                log.retain_in((dest, 0)..(dest, floor), |_, _| false)
+                    .map_err(e)?;
+            }
+        }
+        txn.commit().map_err(e)
+    }
+
+    pub fn attempts(
+        &self,
+        dest: &str,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        self.scan(ATTEMPTS, dest, limit, before)
+    }
+
+    fn scan<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<(&str, u64), &[u8]>,
+        dest: &str,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Vec<T>, StoreError> {
+        let txn = self.db.begin_read().map_err(e)?;
+        let t = txn.open_table(table).map_err(e)?;
+        let upper = before.unwrap_or(u64::MAX);
+        let iter = t.range((dest, 0)..(dest, upper)).map_err(e)?.rev();
+        let mut out = Vec::new();
+        for row in iter.take(limit) {
+            let (_, v) = row.map_err(e)?;
+            out.push(serde_json::from_slice(v.value()).map_err(e)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(seq: u64) -> Pending {
+        Pending {
+            id: 0,
+            seq,
+            source: "web".into(),
+            message_id: format!("m-{seq}"),
+            mapping: "Send".into(),
+            received_ms: 1_000,
+            request: Request {
+                url: "http://x/".into(),
+                method: "POST".into(),
+                headers: vec![],
+                body: "{}".into(),
+                signed: "{}".into(),
+            },
+            attempts: 1,
+            next_at_ms: 5_000,
+            last_status: Some(500),
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn retries_dead_letters_and_replay_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.redb");
+        let store = DeliveryStore::open(&path).unwrap();
+        let (mut a, mut b) = (pending(1), pending(2));
+        store.put_retry("hook", &mut a).unwrap();
+        store.put_retry("hook", &mut b).unwrap();
+        store.put_retry("other", &mut pending(3)).unwrap();
+        assert!(a.id > 0 && b.id > a.id);
+        store
+            .dead_letter(
+                "hook",
+                DeadLetter {
+                    delivery: b.clone(),
+                    reason: "http 400".into(),
+                    dead_at_ms: 9,
+                },
+            )
+            .unwrap();
+        drop(store);
+        let store = DeliveryStore::open(&path).unwrap();
+        assert_eq!(store.retries("hook").unwrap(), vec![a.clone()]);
+        let dead = store.dead_letters("hook", 10, None).unwrap();
+        assert_eq!((dead.len(), dead[0].reason.as_str()), (1, "http 400"));
+        let replayed = store.replay_dead_letters("hook", 42, |_| true).unwrap();
+        assert_eq!(
+            (replayed.len(), replayed[0].next_at_ms, replayed[0].attempts),
+            (1, 42, 0)
+        );
+        assert!(store.dead_letters("hook", 10, None).unwrap().is_empty());
+        assert_eq!(store.retries("hook").unwrap().len(), 2);
+        store.remove_retry("hook", a.id).unwrap();
+        assert_eq!(store.retries("hook").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_delivery_log_is_bounded_and_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DeliveryStore::open(&dir.path().join("d.redb")).unwrap();
+        let attempt = |i: u64| Attempt {
+            id: 0,
+            at_ms: i as i64,
+            source: "web".into(),
+            message_id: format!("m-{i}"),
+            mapping: "m".into(),
+            url: "u".into(),
+            status: Some(200),
+            latency_ms: 1,
+            error: None,
+            response: String::new(),
+            outcome: "delivered".into(),
+        };
+        for chunk in 0..3 {
+            let mut batch: Vec<Attempt> = (0..(MAX_ATTEMPTS / 2))
+                .map(|i| attempt(chunk * 10_000 + i))
+                .collect();
+            store.log_attempts("hook", &mut batch).unwrap();
+        }
+        let all = store.attempts("hook", usize::MAX, None).unwrap();
+        assert_eq!(all.len() as u64, MAX_ATTEMPTS);
+        assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+        assert_eq!(
+            store.attempts("hook", 2, Some(all[0].id)).unwrap()[0].id,
+            all[1].id
+        );
+    }
+}
