@@ -17,8 +17,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
-use crate::destinations::Runner;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, DestinationKind};
+use crate::cursor::CursorState;
+use crate::delivery::http::HttpClient;
+use crate::delivery::store::DeliveryStore;
+use crate::delivery::worker::WebhookWorker;
+use crate::destinations::{DestinationStatus, Runner};
+use crate::egress::EgressPolicy;
 use crate::log::{Log, LogOptions, retention};
 use crate::recent::{RecentEvent, RecentStore};
 use crate::state::{AppState, Phase};
@@ -26,11 +32,27 @@ use crate::telemetry::Metrics;
 
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 
+/// The task that runs one destination.
+enum Task {
+    File(Runner),
+    Webhook(WebhookWorker),
+}
+
 /// Runs the server on `listener` until `shutdown` resolves, then drains.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with_clock(config, listener, shutdown, Arc::new(SystemClock)).await
+}
+
+/// `run` with the delivery engine's clock injected (tests move it by hand).
+pub async fn run_with_clock(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
     let data_dir = config.server.data_dir.clone();
     fs::create_dir_all(&data_dir)
@@ -45,28 +67,23 @@ pub async fn run(
         replayed_dedupe_keys = recovery.replayed_dedupe_keys,
         "Log opened"
     );
-    let mut runners = Vec::new();
-    let mut statuses = Vec::new();
-    for d in &config.destinations {
-        let runner = Runner {
-            config: d.clone(),
-            data_dir: data_dir.clone(),
-            log_dir: log.dir().to_path_buf(),
-            committed: log.committed(),
-            metrics: metrics.clone(),
-        };
-        let (cursor, status) = runner
-            .prepare()
-            .with_context(|| format!("cannot open the cursor of destination {}", d.id))?;
-        statuses.push(status.clone());
-        runners.push((runner, cursor, status));
-    }
+    let store = Arc::new(
+        DeliveryStore::open(&data_dir.join("deliveries.redb"))
+            .context("cannot open the delivery store")?,
+    );
+    let tasks = destination_tasks(&config, &log, &metrics, &store, &clock)?;
+    let statuses = tasks.iter().map(|(_, _, s)| s.clone()).collect();
     let shutdown_timeout = config.server.shutdown_timeout;
-    let state = AppState::new(config, log, recovery, recent, metrics, statuses);
+    let state = AppState::new(
+        config, log, recovery, recent, metrics, statuses, store, clock,
+    );
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    for (runner, cursor, status) in runners {
-        tracker.spawn(runner.run(cursor, status, cancel.clone()));
+    for (task, cursor, status) in tasks {
+        match task {
+            Task::File(runner) => tracker.spawn(runner.run(cursor, status, cancel.clone())),
+            Task::Webhook(worker) => tracker.spawn(worker.run(cursor, status, cancel.clone())),
+        };
     }
     tracker.spawn(housekeeping(state.clone(), cancel.clone()));
     state.set_phase(Phase::Ready);
@@ -85,6 +102,53 @@ pub async fn run(
     tokio::task::spawn_blocking(move || closing.log.close()).await?;
     tracing::info!("Stopped");
     Ok(())
+}
+
+type Prepared = (Task, CursorState, Arc<DestinationStatus>);
+
+/// Opens each destination's cursor and builds the task that will run it.
+fn destination_tasks(
+    config: &Config,
+    log: &Log,
+    metrics: &Arc<Metrics>,
+    store: &Arc<DeliveryStore>,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Vec<Prepared>> {
+    let policy = EgressPolicy {
+        allow_private_networks: config.server.allow_private_networks,
+        allow: config.server.egress_allow.clone(),
+    };
+    let client =
+        HttpClient::new(policy).context("cannot load the system's TLS root certificates")?;
+    let mut out = Vec::new();
+    for d in &config.destinations {
+        let runner = Runner {
+            config: d.clone(),
+            data_dir: config.server.data_dir.clone(),
+            log_dir: log.dir().to_path_buf(),
+            committed: log.committed(),
+            metrics: metrics.clone(),
+        };
+        let (cursor, status) = runner
+            .prepare()
+            .with_context(|| format!("cannot open the cursor of destination {}", d.id))?;
+        let task = match &d.kind {
+            DestinationKind::File(_) => Task::File(runner),
+            DestinationKind::Webhook(cfg) => Task::Webhook(WebhookWorker {
+                dest: d.clone(),
+                cfg: Arc::new((**cfg).clone()),
+                log_dir: log.dir().to_path_buf(),
+                data_dir: config.server.data_dir.clone(),
+                committed: log.committed(),
+                store: store.clone(),
+                client: client.clone(),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+            }),
+        };
+        out.push((task, cursor, status));
+    }
+    Ok(out)
 }
 
 async fn open_log(

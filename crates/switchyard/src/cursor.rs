@@ -9,12 +9,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::log::segment::Position;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CursorState {
     /// The position of the next record to handle.
     pub position: Position,
     /// Its sequence number.
     pub next_seq: u64,
+    /// Records after `next_seq` already handled (deliveries complete out of order); skipped
+    /// after a restart so that nothing acknowledged is delivered twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub done: Vec<u64>,
 }
 
 pub struct CursorFile {
@@ -65,6 +69,7 @@ mod tests {
                 offset: 77,
             },
             next_seq: 9,
+            done: vec![11, 12],
         };
         c.save(&s).unwrap();
         assert_eq!(

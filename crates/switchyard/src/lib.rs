@@ -30,6 +30,7 @@ pub mod inspect;
 pub mod log;
 pub mod mapping;
 pub mod recent;
+pub mod redact;
 pub mod signing;
 pub mod state;
 pub mod telemetry;

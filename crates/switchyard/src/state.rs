@@ -4,7 +4,9 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::delivery::store::DeliveryStore;
 use crate::destinations::DestinationStatus;
 use crate::http::ApiError;
 use crate::ingest::Admission;
@@ -28,6 +30,8 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     pub admission: Admission,
     pub destinations: Vec<Arc<DestinationStatus>>,
+    pub store: Arc<DeliveryStore>,
+    pub clock: Arc<dyn Clock>,
     phase: AtomicU8,
 }
 
@@ -42,6 +46,7 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         log: Log,
@@ -49,8 +54,11 @@ impl AppState {
         recent: RecentStore,
         metrics: Arc<Metrics>,
         destinations: Vec<Arc<DestinationStatus>>,
+        store: Arc<DeliveryStore>,
+        clock: Arc<dyn Clock>,
     ) -> AppState {
         let admission = Admission::new(&config);
+        let phase = AtomicU8::new(Phase::Starting as u8);
         AppState(Arc::new(Inner {
             config,
             log,
@@ -59,7 +67,9 @@ impl AppState {
             metrics,
             admission,
             destinations,
-            phase: AtomicU8::new(Phase::Starting as u8),
+            store,
+            clock,
+            phase,
         }))
     }
 

@@ -23,21 +23,24 @@ const TOP_LEVEL: [&str; 6] = [
     "destinations",
 ];
 const SOURCE_TYPES: &str = "http_api, webhook";
-const DESTINATION_TYPES: &str = "webhook, postgres, segment, nats, file";
 
-struct Cx {
-    problems: Vec<Problem>,
+pub(super) struct Cx {
+    pub(super) problems: Vec<Problem>,
 }
 
 impl Cx {
-    fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+    pub(super) fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         self.problems.push(Problem::error(path, msg));
     }
 
     /// Deserializes one section, recording a problem (with the full path) for each failure.
     /// After a failure the offending key is removed and the rest is tried again, so one bad
     /// field does not hide the others.
-    fn section<T: DeserializeOwned>(&mut self, value: Option<&Value>, path: &str) -> Option<T> {
+    pub(super) fn section<T: DeserializeOwned>(
+        &mut self,
+        value: Option<&Value>,
+        path: &str,
+    ) -> Option<T> {
         let mut value = value.cloned().unwrap_or(Value::Mapping(Default::default()));
         for _ in 0..64 {
             match serde_path_to_error::deserialize::<_, T>(value.clone()) {
@@ -60,7 +63,12 @@ impl Cx {
         None
     }
 
-    fn duration(&mut self, v: &Option<Scalar>, default: Duration, path: &str) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        v: &Option<Scalar>,
+        default: Duration,
+        path: &str,
+    ) -> Duration {
         match v {
             None => default,
             Some(Scalar::Text(t)) => parse_duration(t).unwrap_or_else(|m| {
@@ -77,7 +85,7 @@ impl Cx {
         }
     }
 
-    fn size(&mut self, v: &Option<Scalar>, default: u64, path: &str) -> u64 {
+    pub(super) fn size(&mut self, v: &Option<Scalar>, default: u64, path: &str) -> u64 {
         match v {
             None => default,
             Some(Scalar::Int(n)) => *n,
@@ -159,7 +167,8 @@ pub fn compile_str(
     let dedupe = compile_dedupe(&mut cx, root.get("dedupe"));
     check_functions(&mut cx, root.get("functions"));
     let (sources, write_keys) = compile_sources(&mut cx, root.get("sources"));
-    let destinations = compile_destinations(&mut cx, root.get("destinations"), &sources, &server);
+    let destinations =
+        super::destinations::compile(&mut cx, root.get("destinations"), &sources, &server);
     let config = Config {
         server,
         storage,
@@ -332,7 +341,11 @@ pub(super) fn valid_id(id: &str) -> bool {
 }
 
 /// Checks ids in a list: the pattern and uniqueness. Returns the path label of each item.
-fn list_items<'a>(cx: &mut Cx, v: Option<&'a Value>, name: &str) -> Vec<(String, &'a Value)> {
+pub(super) fn list_items<'a>(
+    cx: &mut Cx,
+    v: Option<&'a Value>,
+    name: &str,
+) -> Vec<(String, &'a Value)> {
     let Some(v) = v else { return Vec::new() };
     let Some(items) = v.as_sequence() else {
         cx.err(name, "must be a list");
@@ -440,117 +453,4 @@ fn compile_sources(cx: &mut Cx, v: Option<&Value>) -> (Vec<SourceConfig>, WriteK
         sources.push(SourceConfig { id: raw.id, kind });
     }
     (sources, keys)
-}
-
-fn compile_destinations(
-    cx: &mut Cx,
-    v: Option<&Value>,
-    sources: &[SourceConfig],
-    server: &ServerConfig,
-) -> Vec<DestinationConfig> {
-    let mut out = Vec::new();
-    let mut paths = HashSet::new();
-    for (path, item) in list_items(cx, v, "destinations") {
-        let Some(raw) = cx.section::<RawDestination>(Some(item), &path) else {
-            continue;
-        };
-        if let Some(list) = &raw.sources {
-            for s in list.iter().filter(|s| !sources.iter().any(|x| &x.id == *s)) {
-                cx.err(format!("{path}.sources"), format!("unknown source {s:?}"));
-            }
-        }
-        let start = match raw.start.as_deref() {
-            None | Some("latest") => Start::Latest,
-            Some("earliest") => Start::Earliest,
-            Some(other) => {
-                cx.err(
-                    format!("{path}.start"),
-                    format!("unknown start {other:?}; expected latest or earliest"),
-                );
-                Start::Latest
-            }
-        };
-        for (field, set) in [
-            ("subscribe", raw.subscribe.is_some()),
-            ("delivery", raw.delivery.is_some()),
-            ("retry", raw.retry.is_some()),
-            ("backlog", raw.backlog.is_some()),
-        ] {
-            if set {
-                cx.err(
-                    format!("{path}.{field}"),
-                    "not implemented yet for this build (arrives with the delivery engine)",
-                );
-            }
-        }
-        let kind = match raw.kind.as_str() {
-            "file" => compile_file(cx, raw.settings.as_ref(), &path, server),
-            "webhook" | "postgres" | "segment" | "nats" => {
-                cx.err(
-                    format!("{path}.type"),
-                    format!("{} destinations are not implemented yet", raw.kind),
-                );
-                None
-            }
-            other => {
-                cx.err(
-                    format!("{path}.type"),
-                    format!(
-                        "unknown destination type {other:?}; expected one of {DESTINATION_TYPES}"
-                    ),
-                );
-                None
-            }
-        };
-        if raw.mappings.is_some() {
-            cx.err(
-                format!("{path}.mappings"),
-                "only webhook destinations take mappings",
-            );
-        }
-        let Some(kind) = kind else { continue };
-        let DestinationKind::File(f) = &kind;
-        if !paths.insert(f.path.clone()) {
-            cx.err(
-                format!("{path}.settings.path"),
-                "another file destination already writes this path",
-            );
-        }
-        out.push(DestinationConfig {
-            id: raw.id,
-            sources: raw.sources,
-            environments: raw.environments,
-            start,
-            kind,
-        });
-    }
-    out
-}
-
-fn compile_file(
-    cx: &mut Cx,
-    settings: Option<&Value>,
-    path: &str,
-    _server: &ServerConfig,
-) -> Option<DestinationKind> {
-    let spath = format!("{path}.settings");
-    if settings.is_none() {
-        cx.err(&spath, "a file destination needs settings.path");
-        return None;
-    }
-    let raw: RawFileSettings = cx.section(settings, &spath)?;
-    let max_bytes = cx.size(&raw.max_bytes, 256 << 20, &format!("{spath}.max_bytes"));
-    if max_bytes < 4096 {
-        cx.err(format!("{spath}.max_bytes"), "must be at least 4KiB");
-    }
-    let keep = raw.keep.unwrap_or(10);
-    if raw.path.is_empty() {
-        cx.err(format!("{spath}.path"), "must not be empty");
-        return None;
-    }
-    Some(DestinationKind::File(FileSettings {
-        path: PathBuf::from(raw.path),
-        max_bytes,
-        keep,
-    }))
 }

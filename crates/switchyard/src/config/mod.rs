@@ -6,6 +6,7 @@
 
 mod compile;
 pub mod demo;
+mod destinations;
 mod raw;
 pub mod units;
 mod vars;
@@ -129,6 +130,8 @@ pub enum Start {
 #[derive(Debug, Clone)]
 pub struct DestinationConfig {
     pub id: String,
+    /// The destination-level FQL filter, if any.
+    pub subscribe: Option<crate::fql::Fql>,
     /// `None` means every source.
     pub sources: Option<Vec<String>>,
     /// `None` means every environment.
@@ -153,6 +156,76 @@ impl DestinationConfig {
 #[derive(Debug, Clone)]
 pub enum DestinationKind {
     File(FileSettings),
+    Webhook(Box<WebhookConfig>),
+}
+
+/// A Segment "Webhooks (Actions)" compatible destination.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub signing: Signing,
+    pub mappings: Vec<MappingConfig>,
+    pub delivery: DeliveryConfig,
+    pub retry: RetryConfig,
+}
+
+#[derive(Clone)]
+pub enum Signing {
+    None,
+    /// `X-Signature`: hex HMAC-SHA1 with the shared secret.
+    Segment(String),
+    StandardWebhooks(crate::signing::StandardWebhooks),
+}
+
+impl std::fmt::Debug for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Signing::None => "None",
+            Signing::Segment(_) => "Segment(***)",
+            Signing::StandardWebhooks(_) => "StandardWebhooks(***)",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MappingConfig {
+    pub name: String,
+    pub enabled: Enabled,
+    pub subscribe: crate::fql::Fql,
+    pub url: crate::mapping::Mapping,
+    pub method: String,
+    pub headers: Vec<(String, crate::mapping::Mapping)>,
+    pub data: crate::mapping::Mapping,
+}
+
+/// `enabled: true|false`, or per environment; an environment missing from the map is off.
+#[derive(Debug, Clone)]
+pub enum Enabled {
+    All(bool),
+    PerEnvironment(HashMap<String, bool>),
+}
+
+impl Enabled {
+    pub fn for_environment(&self, env: &str) -> bool {
+        match self {
+            Enabled::All(b) => *b,
+            Enabled::PerEnvironment(m) => m.get(env).copied().unwrap_or(false),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub max_in_flight: usize,
+    pub batch_linger: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    pub max_age: Duration,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
 }
 
 #[derive(Debug, Clone)]

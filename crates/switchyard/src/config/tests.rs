@@ -43,7 +43,9 @@ destinations:
             && !d.wants("web", "development")
             && !d.wants("app", "production")
     );
-    let DestinationKind::File(f) = &d.kind;
+    let DestinationKind::File(f) = &d.kind else {
+        panic!("a file destination")
+    };
     assert_eq!((f.max_bytes, f.keep), (1 << 20, 3));
 }
 

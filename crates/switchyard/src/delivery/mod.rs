@@ -1,3 +1,13 @@
-//! The delivery engine (destinations that call out over the network).
+//! The delivery engine for destinations that call out over HTTP.
+//!
+//! Layout: `worker.rs` (one task per destination: cursor window, concurrency, retries),
+//! `webhook.rs` (building, signing and classifying Webhooks (Actions) requests), `http.rs`
+//! (the guarded HTTP client), `backoff.rs` (timing), `store.rs` (retry set, dead letters
+//! and delivery log in `data_dir/deliveries.redb`).
 
+pub mod backoff;
+pub mod http;
 pub mod store;
+pub mod webhook;
+mod window;
+pub mod worker;

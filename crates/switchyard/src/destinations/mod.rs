@@ -30,6 +30,8 @@ pub struct DestinationStatus {
     next_seq: AtomicU64,
     position: Mutex<Position>,
     last_error: Mutex<Option<String>>,
+    /// Wakes the destination's worker (dead-letter replay added retries).
+    pub wake: tokio::sync::Notify,
 }
 
 impl DestinationStatus {
@@ -45,7 +47,7 @@ impl DestinationStatus {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
-    fn set(&self, s: &CursorState) {
+    pub fn set(&self, s: &CursorState) {
         self.next_seq.store(s.next_seq, Ordering::Release);
         *self.position.lock().unwrap_or_else(|p| p.into_inner()) = s.position;
     }
@@ -71,6 +73,7 @@ impl Runner {
                     Start::Latest => CursorState {
                         position: committed.end,
                         next_seq: committed.next_seq,
+                        done: Vec::new(),
                     },
                     Start::Earliest => {
                         let first = segment::list_segments(&self.log_dir)?
@@ -83,6 +86,7 @@ impl Runner {
                                 offset: 0,
                             },
                             next_seq: first,
+                            done: Vec::new(),
                         }
                     }
                 };
@@ -95,6 +99,7 @@ impl Runner {
             next_seq: AtomicU64::new(state.next_seq),
             position: Mutex::new(state.position),
             last_error: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
         });
         Ok((state, status))
     }
@@ -106,7 +111,10 @@ impl Runner {
         status: Arc<DestinationStatus>,
         cancel: CancellationToken,
     ) {
-        let DestinationKind::File(settings) = self.config.kind.clone();
+        let DestinationKind::File(settings) = self.config.kind.clone() else {
+            tracing::error!(destination = %self.config.id, "Not a file destination");
+            return;
+        };
         let mut work = Some(Work {
             reader: LogReader::new(&self.log_dir, state.position),
             sink: FileSink::new(settings),
@@ -128,8 +136,9 @@ impl Runner {
             let Some(mut w) = work.take() else { break };
             let config = self.config.clone();
             let cursor = CursorFile::new(&self.data_dir, &self.config.id);
+            let from = state.clone();
             let joined = tokio::task::spawn_blocking(move || {
-                let r = w.step(&config, &cursor, state, committed.end);
+                let r = w.step(&config, &cursor, from, committed.end);
                 (w, r)
             })
             .await;
@@ -192,6 +201,7 @@ impl Work {
             let next = CursorState {
                 position: self.reader.position(),
                 next_seq: state.next_seq,
+                done: Vec::new(),
             };
             cursor.save(&next)?;
             return Ok((next, 0));
@@ -199,11 +209,17 @@ impl Work {
         let next = CursorState {
             position: last.next,
             next_seq: last.record.seq + 1,
+            done: Vec::new(),
         };
         let wanted = batch
             .iter()
             .map(|r| &r.record.entry)
-            .filter(|e| e.kind == Kind::Accepted && config.wants(&e.source, &e.environment));
+            .filter(|e| e.kind == Kind::Accepted && config.wants(&e.source, &e.environment))
+            .filter(|e| {
+                let subscribe = config.subscribe.as_ref();
+                subscribe
+                    .is_none_or(|f| serde_json::from_slice(&e.body).is_ok_and(|v| f.matches(&v)))
+            });
         let delivered = self.sink.write_batch(wanted.map(|e| e.body.as_slice()))?;
         cursor.save(&next)?;
         Ok((next, delivered))

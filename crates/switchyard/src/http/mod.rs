@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod destinations;
 mod error;
 
 use axum::Router;
@@ -29,6 +30,22 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sources/{id}/events", get(admin::source_events))
         .route("/api/v1/inspect", get(admin::inspect))
         .route("/api/v1/test-mapping", post(admin::test_mapping))
+        .route(
+            "/api/v1/destinations/{id}/deliveries",
+            get(destinations::deliveries),
+        )
+        .route(
+            "/api/v1/destinations/{id}/dead-letters",
+            get(destinations::dead_letters),
+        )
+        .route(
+            "/api/v1/destinations/{id}/dead-letters/replay",
+            post(destinations::replay_all),
+        )
+        .route(
+            "/api/v1/destinations/{id}/dead-letters/{dl_id}/replay",
+            post(destinations::replay_one),
+        )
         .route("/metrics", get(admin::metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -4,12 +4,14 @@
 //! mapping); `Mapping::evaluate` resolves against an event. Where Segment's JavaScript has
 //! oddities, `docs/divergences.md` lists what we do instead.
 
-mod path;
+pub(crate) mod path;
 mod resolve;
 mod validate;
 
 use serde_json::Value;
 use thiserror::Error;
+
+pub use path::js_string;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]

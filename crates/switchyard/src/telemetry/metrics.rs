@@ -25,6 +25,8 @@ pub struct Metrics {
     pub dedupe_evicted_early: Gauge,
     pub backlog: Family<Labels, Gauge>,
     pub delivered: Family<Labels, Counter>,
+    pub retries: Family<Labels, Counter>,
+    pub dead_letters: Family<Labels, Counter>,
     pub log_bytes: Gauge,
 }
 
@@ -49,6 +51,8 @@ impl Metrics {
             dedupe_evicted_early: Gauge::default(),
             backlog: Family::default(),
             delivered: Family::default(),
+            retries: Family::default(),
+            dead_letters: Family::default(),
             log_bytes: Gauge::default(),
             registry: Registry::default(),
         };
@@ -111,6 +115,16 @@ impl Metrics {
             "log_bytes",
             "Bytes held by log segments",
             m.log_bytes.clone(),
+        );
+        registry.register(
+            "delivery_retries",
+            "Failed attempts scheduled for a retry, by destination",
+            m.retries.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Deliveries moved to the dead-letter queue, by destination",
+            m.dead_letters.clone(),
         );
         Metrics { registry, ..m }
     }

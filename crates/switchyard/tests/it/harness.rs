@@ -44,6 +44,19 @@ impl TestApp {
     }
 
     pub async fn start_with(dir: &Path, yaml: &str) -> TestApp {
+        Self::start_with_clock(
+            dir,
+            yaml,
+            std::sync::Arc::new(switchyard::clock::SystemClock),
+        )
+        .await
+    }
+
+    pub async fn start_with_clock(
+        dir: &Path,
+        yaml: &str,
+        clock: std::sync::Arc<dyn switchyard::clock::Clock>,
+    ) -> TestApp {
         let (config, problems) = switchyard::config::compile_str(yaml, "test", &|_| None);
         let config = config.unwrap_or_else(|| panic!("test config invalid: {problems:?}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -51,9 +64,14 @@ impl TestApp {
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(switchyard::app::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(switchyard::app::run_with_clock(
+            config,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+            clock,
+        ));
         let app = TestApp {
             url,
             dir: dir.to_path_buf(),

@@ -6,5 +6,7 @@ mod cli;
 mod crash;
 mod harness;
 mod ingest;
+mod receiver;
 mod sdk;
 mod signing;
+mod webhook;

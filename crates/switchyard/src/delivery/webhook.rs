@@ -1,0 +1,347 @@
+//! Segment "Webhooks (Actions)" requests (reference §3.2, §3.3; SPEC §3a): one per event
+//! and matching mapping, with the mapped URL, method, headers and body, our fixed headers,
+//! and the signature of the configured scheme added at each attempt.
+
+use serde_json::Value;
+
+use super::http::{Response, SendError};
+use super::store::{Pending, Request};
+use crate::config::{MappingConfig, Signing};
+use crate::signing;
+
+/// Builds the request of one (event, mapping), or the permanent reason it cannot be built.
+pub fn build(mapping: &MappingConfig, event: &Value, message_id: &str) -> Result<Request, String> {
+    let url = match mapping
+        .url
+        .evaluate(event)
+        .map_err(|e| format!("url mapping failed: {e}"))?
+    {
+        Some(Value::String(u)) => u,
+        other => {
+            return Err(format!(
+                "the url mapping gave {}, not a string",
+                describe(other.as_ref())
+            ));
+        }
+    };
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|_| format!("the url {url:?} is not a valid URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(format!("the url {url:?} is not an absolute http(s) URL"));
+    }
+    let mut headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("user-agent".to_owned(), "Segment (Actions)".to_owned()),
+        (
+            "x-switchyard-mapping".to_owned(),
+            ascii_or_encoded(&mapping.name),
+        ),
+        ("idempotency-key".to_owned(), ascii_or_encoded(message_id)),
+    ];
+    for (name, value) in &mapping.headers {
+        let v = match value
+            .evaluate(event)
+            .map_err(|e| format!("header {name} mapping failed: {e}"))?
+        {
+            None => continue,
+            Some(Value::String(s)) => s,
+            Some(other) => crate::mapping::js_string(&other),
+        };
+        if !v.bytes().all(|b| (0x20..0x7f).contains(&b) || b == b'\t') {
+            return Err(format!(
+                "header {name} value is not ASCII (payload validation failed)"
+            ));
+        }
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        headers.push((name.clone(), v));
+    }
+    let body = match mapping
+        .data
+        .evaluate(event)
+        .map_err(|e| format!("data mapping failed: {e}"))?
+    {
+        Some(obj @ Value::Object(_)) => serde_json::to_string(&obj).map_err(|e| e.to_string())?,
+        other => {
+            return Err(format!(
+                "data must resolve to an object, got {} (payload validation failed)",
+                describe(other.as_ref())
+            ));
+        }
+    };
+    Ok(Request {
+        url,
+        method: mapping.method.clone(),
+        headers,
+        signed: body.clone(),
+        body,
+    })
+}
+
+fn describe(v: Option<&Value>) -> &'static str {
+    match v {
+        None => "nothing",
+        Some(Value::Null) => "null",
+        Some(Value::Bool(_)) => "a boolean",
+        Some(Value::Number(_)) => "a number",
+        Some(Value::String(_)) => "a string",
+        Some(Value::Array(_)) => "an array",
+        Some(Value::Object(_)) => "an object",
+    }
+}
+
+/// Visible ASCII stays; anything else is percent-encoded (SPEC §3a).
+fn ascii_or_encoded(s: &str) -> String {
+    if s.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return s.to_owned();
+    }
+    s.bytes()
+        .map(|b| {
+            if (0x21..0x7f).contains(&b) && b != b'%' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The headers of one attempt: the stored ones plus the signature of `signing`.
+pub fn attempt_headers(
+    p: &Pending,
+    signing: &Signing,
+    destination: &str,
+    now_ms: i64,
+) -> Vec<(String, String)> {
+    let mut h = p.request.headers.clone();
+    match signing {
+        Signing::None => {}
+        Signing::Segment(secret) => h.push((
+            "x-signature".into(),
+            signing::segment_signature(secret, p.request.signed.as_bytes()),
+        )),
+        Signing::StandardWebhooks(key) => {
+            let id = signing::webhook_id(&p.source, &p.message_id, destination, &p.mapping);
+            let ts = now_ms.div_euclid(1000);
+            h.push((
+                "webhook-signature".into(),
+                key.sign(&id, ts, p.request.body.as_bytes()),
+            ));
+            h.push(("webhook-id".into(), id));
+            h.push(("webhook-timestamp".into(), ts.to_string()));
+        }
+    }
+    h
+}
+
+/// What to do after an attempt (reference §3.4, [our choice]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Delivered,
+    Retry {
+        reason: String,
+        retry_after: Option<String>,
+    },
+    Permanent(String),
+}
+
+pub fn classify(result: &Result<Response, SendError>) -> Outcome {
+    match result {
+        Ok(r) if (200..300).contains(&r.status) => Outcome::Delivered,
+        Ok(r) if matches!(r.status, 408 | 423 | 429) || (r.status >= 500 && r.status != 501) => {
+            Outcome::Retry {
+                reason: format!("HTTP {}", r.status),
+                retry_after: r.retry_after.clone(),
+            }
+        }
+        Ok(r) if (300..400).contains(&r.status) => {
+            Outcome::Permanent(format!("HTTP {} (redirects are not followed)", r.status))
+        }
+        Ok(r) => Outcome::Permanent(format!("HTTP {}", r.status)),
+        Err(SendError::Timeout) => Outcome::Retry {
+            reason: "timed out".into(),
+            retry_after: None,
+        },
+        Err(SendError::Network(m)) => Outcome::Retry {
+            reason: format!("network error: {m}"),
+            retry_after: None,
+        },
+        Err(SendError::Egress(m)) => Outcome::Permanent(m.clone()),
+        Err(SendError::Invalid(m)) => Outcome::Permanent(m.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::fql::Fql;
+    use crate::mapping::Mapping;
+
+    fn mapping(data: Value, headers: Vec<(&str, Value)>) -> MappingConfig {
+        MappingConfig {
+            name: "Send to Knock".into(),
+            enabled: crate::config::Enabled::All(true),
+            subscribe: Fql::parse(r#"type = "track""#).unwrap(),
+            url: Mapping::compile(json!({"@template": "https://hooks.example/{{userId}}"}))
+                .unwrap(),
+            method: "POST".into(),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), Mapping::compile(v).unwrap()))
+                .collect(),
+            data: Mapping::compile(data).unwrap(),
+        }
+    }
+
+    fn resp(status: u16) -> Result<Response, SendError> {
+        Ok(Response {
+            status,
+            body_prefix: String::new(),
+            retry_after: None,
+        })
+    }
+
+    #[test]
+    fn builds_the_mapped_request() {
+        let m = mapping(
+            json!({"email": {"@path": "$.properties.email"}, "name": "fixed"}),
+            vec![
+                ("X-Env", json!("prod")),
+                ("X-User", json!({"@path": "$.userId"})),
+            ],
+        );
+        let ev = json!({"type": "track", "userId": "u1", "properties": {"email": "a@b.c"}});
+        let r = build(&m, &ev, "m-1").unwrap();
+        assert_eq!(r.url, "https://hooks.example/u1");
+        assert_eq!(
+            r.body, r#"{"email":"a@b.c","name":"fixed"}"#,
+            "compact, in mapping order"
+        );
+        let h = |k: &str| {
+            r.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            (h("content-type"), h("user-agent"), h("idempotency-key")),
+            (
+                Some("application/json"),
+                Some("Segment (Actions)"),
+                Some("m-1")
+            )
+        );
+        assert_eq!(
+            (h("X-Env"), h("X-User"), h("x-switchyard-mapping")),
+            (Some("prod"), Some("u1"), Some("Send%20to%20Knock"))
+        );
+    }
+
+    #[test]
+    fn payload_validation_failures_are_permanent_reasons() {
+        let ev = json!({"type": "track", "userId": "u1", "properties": {"name": "Zoë"}});
+        let not_object = mapping(json!({"@path": "$.userId"}), vec![]);
+        assert!(
+            build(&not_object, &ev, "m")
+                .unwrap_err()
+                .contains("must resolve to an object")
+        );
+        let non_ascii = mapping(
+            json!({"a": 1}),
+            vec![("X-Name", json!({"@path": "$.properties.name"}))],
+        );
+        assert!(
+            build(&non_ascii, &ev, "m")
+                .unwrap_err()
+                .contains("not ASCII")
+        );
+    }
+
+    #[test]
+    fn failure_classes() {
+        assert_eq!(classify(&resp(204)), Outcome::Delivered);
+        for s in [408, 423, 429, 500, 502, 503, 504, 505, 599] {
+            assert!(
+                matches!(classify(&resp(s)), Outcome::Retry { .. }),
+                "{s} retries"
+            );
+        }
+        for s in [301, 400, 401, 403, 404, 410, 413, 422, 501] {
+            assert!(
+                matches!(classify(&resp(s)), Outcome::Permanent(_)),
+                "{s} is permanent"
+            );
+        }
+        assert!(matches!(
+            classify(&Err(SendError::Timeout)),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(&Err(SendError::Egress("no".into()))),
+            Outcome::Permanent(_)
+        ));
+    }
+
+    #[test]
+    fn signatures_per_attempt() {
+        let p = Pending {
+            id: 1,
+            seq: 1,
+            source: "web".into(),
+            message_id: "m-1".into(),
+            mapping: "Send".into(),
+            received_ms: 0,
+            request: Request {
+                url: "u".into(),
+                method: "POST".into(),
+                headers: vec![],
+                body: r#"{"cool":true}"#.into(),
+                signed: r#"{"cool":true}"#.into(),
+            },
+            attempts: 0,
+            next_at_ms: 0,
+            last_status: None,
+            last_error: None,
+        };
+        let h = attempt_headers(&p, &Signing::Segment("abc123".into()), "knock", 0);
+        assert_eq!(
+            h,
+            vec![(
+                "x-signature".to_owned(),
+                "5099cab379b3be52908387457007040cc934ef86".to_owned()
+            )]
+        );
+        let key =
+            crate::signing::StandardWebhooks::from_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
+                .unwrap();
+        let h = attempt_headers(
+            &p,
+            &Signing::StandardWebhooks(key.clone()),
+            "knock",
+            1_649_367_553_000,
+        );
+        let get = |k: &str| {
+            h.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            get("webhook-id"),
+            crate::signing::webhook_id("web", "m-1", "knock", "Send")
+        );
+        assert_eq!(get("webhook-timestamp"), "1649367553");
+        assert!(
+            key.verify(
+                &get("webhook-id"),
+                &get("webhook-timestamp"),
+                p.request.body.as_bytes(),
+                &get("webhook-signature"),
+                1_649_367_553
+            )
+            .is_ok()
+        );
+    }
+}

@@ -1,0 +1,419 @@
+//! One task per webhook destination: read the log through the destination's cursor, turn
+//! each event into one delivery per matching mapping, send with bounded concurrency, and
+//! classify every answer. Failures leave the hot path durably: into the retry set (sent
+//! again with backoff, woken by the clock, never polled) or the dead-letter queue. The
+//! cursor moves past an event once all its deliveries are finished in one of those ways.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::{next_delay, parse_retry_after};
+use super::http::{HttpClient, Response, SendError};
+use super::store::{Attempt, DeadLetter, DeliveryStore, Pending};
+use super::webhook::{self, Outcome};
+use super::window::Window;
+use crate::clock::Clock;
+use crate::config::{DestinationConfig, WebhookConfig};
+use crate::cursor::{CursorFile, CursorState};
+use crate::destinations::DestinationStatus;
+use crate::log::Committed;
+use crate::log::reader::{LogReader, Read1};
+use crate::log::record::Kind;
+use crate::telemetry::{Metrics, metrics};
+
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+pub struct WebhookWorker {
+    pub dest: DestinationConfig,
+    pub cfg: Arc<WebhookConfig>,
+    pub log_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub committed: watch::Receiver<Committed>,
+    pub store: Arc<DeliveryStore>,
+    pub client: HttpClient,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// One attempt to make: a delivery, and whether it holds back the cursor.
+struct Job {
+    p: Pending,
+    from_log: bool,
+}
+
+type Done = (Job, Result<Response, SendError>, Duration);
+
+struct State {
+    window: Window,
+    skip: BTreeSet<u64>,
+    reader: Option<LogReader>,
+    queue: VecDeque<Job>,
+    retries: BTreeMap<(i64, u64), Job>,
+    inflight: JoinSet<Done>,
+    attempts: Vec<Attempt>,
+    saved: CursorState,
+}
+
+impl WebhookWorker {
+    pub async fn run(
+        self,
+        cursor: CursorState,
+        status: Arc<DestinationStatus>,
+        cancel: CancellationToken,
+    ) {
+        let mut st = State {
+            window: Window::new(cursor.clone()),
+            skip: cursor.done.iter().copied().collect(),
+            reader: Some(LogReader::new(&self.log_dir, cursor.position)),
+            queue: VecDeque::new(),
+            retries: BTreeMap::new(),
+            inflight: JoinSet::new(),
+            attempts: Vec::new(),
+            saved: cursor,
+        };
+        self.reload_retries(&mut st).await;
+        let mut committed = self.committed.clone();
+        let mut flush = tokio::time::interval(FLUSH_EVERY);
+        loop {
+            self.fill(&mut st).await;
+            self.dispatch(&mut st);
+            let caught_up = st.window.read.position >= committed.borrow().end;
+            let room = st.window.held() < self.cfg.delivery.max_in_flight;
+            let next_retry = st.retries.keys().next().map(|(at, _)| *at);
+            let can_send = st.inflight.len() < self.cfg.delivery.concurrency;
+            tokio::select! {
+                Some(done) = st.inflight.join_next(), if !st.inflight.is_empty() => {
+                    if let Ok(done) = done { self.finish(&mut st, done).await }
+                }
+                _ = committed.changed(), if caught_up && room => {}
+                () = self.clock.sleep_until(next_retry.unwrap_or(i64::MAX)), if next_retry.is_some() && can_send => {}
+                () = status.wake.notified() => self.reload_retries(&mut st).await,
+                _ = flush.tick() => self.flush(&mut st, &status).await,
+                () = cancel.cancelled() => break,
+            }
+        }
+        self.drain(&mut st, &status).await;
+    }
+
+    /// Reads more records while the window has room, turning them into jobs.
+    async fn fill(&self, st: &mut State) {
+        let room = self
+            .cfg
+            .delivery
+            .max_in_flight
+            .saturating_sub(st.window.held());
+        let end = self.committed.borrow().end;
+        if room == 0 || st.window.read.position >= end || !st.queue.is_empty() {
+            return;
+        }
+        let Some(mut reader) = st.reader.take() else {
+            return;
+        };
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = reader.read(end, room.min(1000), 8 << 20);
+            (reader, r)
+        })
+        .await;
+        let Ok((reader, result)) = joined else { return };
+        st.reader = Some(reader);
+        match result {
+            Ok(records) => {
+                for r in records {
+                    self.plan(st, r).await;
+                }
+            }
+            Err(error) => {
+                tracing::error!(destination = %self.dest.id, %error, "Reading the log failed")
+            }
+        }
+    }
+
+    /// The deliveries of one record: one per enabled mapping whose condition matches.
+    async fn plan(&self, st: &mut State, r: Read1) {
+        let at = st.window.read.position;
+        let (seq, e) = (r.record.seq, r.record.entry);
+        let wanted = e.kind == Kind::Accepted
+            && !st.skip.remove(&seq)
+            && self.dest.wants(&e.source, &e.environment);
+        let event: Option<serde_json::Value> = if wanted {
+            serde_json::from_slice(&e.body).ok()
+        } else {
+            None
+        };
+        let event = event.filter(|ev| self.dest.subscribe.as_ref().is_none_or(|f| f.matches(ev)));
+        let Some(event) = event else {
+            st.window.opened(seq, at, r.next, 0);
+            return;
+        };
+        let matching: Vec<_> = self
+            .cfg
+            .mappings
+            .iter()
+            .filter(|m| m.enabled.for_environment(&e.environment) && m.subscribe.matches(&event))
+            .collect();
+        st.window.opened(seq, at, r.next, matching.len() as u32);
+        for m in matching {
+            let built = webhook::build(m, &event, &e.message_id);
+            let mut p = Pending {
+                id: 0,
+                seq,
+                source: e.source.to_string(),
+                message_id: e.message_id.clone(),
+                mapping: m.name.clone(),
+                received_ms: e.received_ms,
+                request: super::store::Request {
+                    url: String::new(),
+                    method: m.method.clone(),
+                    headers: vec![],
+                    body: String::new(),
+                    signed: String::new(),
+                },
+                attempts: 0,
+                next_at_ms: 0,
+                last_status: None,
+                last_error: None,
+            };
+            match built {
+                Ok(req) => {
+                    p.request = req;
+                    st.queue.push_back(Job { p, from_log: true });
+                }
+                Err(reason) => self.dead(st, Job { p, from_log: true }, reason).await,
+            }
+        }
+    }
+
+    /// Starts attempts while concurrency allows: due retries first, then new deliveries.
+    fn dispatch(&self, st: &mut State) {
+        let now = self.clock.now_ms();
+        while st.inflight.len() < self.cfg.delivery.concurrency {
+            let due = st
+                .retries
+                .first_key_value()
+                .is_some_and(|((at, _), _)| *at <= now);
+            let job = if due {
+                st.retries.pop_first().map(|(_, j)| j)
+            } else {
+                st.queue.pop_front()
+            };
+            let Some(job) = job else { break };
+            let headers = webhook::attempt_headers(&job.p, &self.cfg.signing, &self.dest.id, now);
+            let (client, timeout) = (self.client.clone(), self.cfg.delivery.timeout);
+            st.inflight.spawn(async move {
+                let started = Instant::now();
+                let req = &job.p.request;
+                let r = client
+                    .send(
+                        &req.method,
+                        &req.url,
+                        &headers,
+                        Bytes::from(req.body.clone()),
+                        timeout,
+                    )
+                    .await;
+                (job, r, started.elapsed())
+            });
+        }
+    }
+
+    async fn finish(&self, st: &mut State, (mut job, result, took): Done) {
+        let outcome = webhook::classify(&result);
+        let labels = metrics::destination(&self.dest.id);
+        let now = self.clock.now_ms();
+        let (status, error, response) = match &result {
+            Ok(r) => (Some(r.status), None, r.body_prefix.clone()),
+            Err(e) => (None, Some(e.to_string()), String::new()),
+        };
+        job.p.attempts += 1;
+        job.p.last_status = status;
+        job.p.last_error = error.clone();
+        let label = match &outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::Retry { .. } if self.expired(&job.p, now) => "dead_letter",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Permanent(_) => "dead_letter",
+        };
+        st.attempts.push(Attempt {
+            id: 0,
+            at_ms: now,
+            source: job.p.source.clone(),
+            message_id: job.p.message_id.clone(),
+            mapping: job.p.mapping.clone(),
+            url: job.p.request.url.clone(),
+            status,
+            latency_ms: took.as_millis() as u64,
+            error,
+            response,
+            outcome: label.to_owned(),
+        });
+        match outcome {
+            Outcome::Delivered => {
+                self.metrics.delivered.get_or_create(&labels).inc();
+                if job.p.id != 0 {
+                    let (store, dest, id) = (self.store.clone(), self.dest.id.clone(), job.p.id);
+                    if let Ok(Err(error)) =
+                        tokio::task::spawn_blocking(move || store.remove_retry(&dest, id)).await
+                    {
+                        tracing::error!(destination = %self.dest.id, %error, "Could not remove a delivered retry; it may be sent again");
+                    }
+                }
+                self.complete(st, &job);
+            }
+            Outcome::Retry { reason, .. } if self.expired(&job.p, now) => {
+                let hours = self.cfg.retry.max_age.as_secs_f64() / 3600.0;
+                self.dead(
+                    st,
+                    job,
+                    format!("retry.max_age ({hours:.2}h) exceeded; last attempt: {reason}"),
+                )
+                .await;
+            }
+            Outcome::Retry { retry_after, .. } => self.retry(st, job, retry_after, now).await,
+            Outcome::Permanent(reason) => self.dead(st, job, reason).await,
+        }
+    }
+
+    fn expired(&self, p: &Pending, now: i64) -> bool {
+        now.saturating_sub(p.received_ms) >= self.cfg.retry.max_age.as_millis() as i64
+    }
+
+    async fn retry(&self, st: &mut State, mut job: Job, retry_after: Option<String>, now: i64) {
+        let ra = retry_after.and_then(|v| parse_retry_after(&v, now));
+        let delay = next_delay(
+            job.p.attempts,
+            self.cfg.retry.initial_backoff,
+            self.cfg.retry.max_backoff,
+            ra,
+            fastrand::f64(),
+        );
+        job.p.next_at_ms = now + delay.as_millis() as i64;
+        let (store, dest, mut p) = (self.store.clone(), self.dest.id.clone(), job.p.clone());
+        match tokio::task::spawn_blocking(move || store.put_retry(&dest, &mut p).map(|()| p)).await
+        {
+            Ok(Ok(p)) => {
+                job.p = p;
+                self.metrics
+                    .retries
+                    .get_or_create(&metrics::destination(&self.dest.id))
+                    .inc();
+                self.complete(st, &job);
+                job.from_log = false;
+            }
+            _ => {
+                tracing::error!(destination = %self.dest.id, "Could not store a retry durably; keeping it in memory")
+            }
+        }
+        st.retries.insert((job.p.next_at_ms, job.p.id), job);
+    }
+
+    async fn dead(&self, st: &mut State, job: Job, reason: String) {
+        tracing::warn!(destination = %self.dest.id, message_id = %job.p.message_id, mapping = %job.p.mapping, %reason, "Delivery dead-lettered");
+        let dl = DeadLetter {
+            delivery: job.p.clone(),
+            reason,
+            dead_at_ms: self.clock.now_ms(),
+        };
+        let (store, dest) = (self.store.clone(), self.dest.id.clone());
+        match tokio::task::spawn_blocking(move || store.dead_letter(&dest, dl)).await {
+            Ok(Ok(_)) => {
+                self.metrics
+                    .dead_letters
+                    .get_or_create(&metrics::destination(&self.dest.id))
+                    .inc();
+                self.complete(st, &job);
+            }
+            _ => {
+                tracing::error!(destination = %self.dest.id, "Could not store a dead letter durably; retrying it later");
+                let at = self.clock.now_ms() + 1000;
+                st.retries.insert((at, job.p.seq), job);
+            }
+        }
+    }
+
+    fn complete(&self, st: &mut State, job: &Job) {
+        if job.from_log {
+            st.window.complete(job.p.seq);
+        }
+    }
+
+    async fn reload_retries(&self, st: &mut State) {
+        let (store, dest) = (self.store.clone(), self.dest.id.clone());
+        let Ok(Ok(list)) = tokio::task::spawn_blocking(move || store.retries(&dest)).await else {
+            tracing::error!(destination = %self.dest.id, "Could not load the retry set");
+            return;
+        };
+        let known: BTreeSet<u64> = st.retries.values().map(|j| j.p.id).collect();
+        for p in list.into_iter().filter(|p| !known.contains(&p.id)) {
+            st.retries
+                .insert((p.next_at_ms, p.id), Job { p, from_log: false });
+        }
+    }
+
+    /// Writes the delivery log and the cursor.
+    async fn flush(&self, st: &mut State, status: &DestinationStatus) {
+        let committed = self.committed.borrow().next_seq;
+        let cursor = st.window.cursor(&st.skip);
+        self.metrics
+            .backlog
+            .get_or_create(&metrics::destination(&self.dest.id))
+            .set(committed.saturating_sub(cursor.next_seq) as i64);
+        let mut attempts = std::mem::take(&mut st.attempts);
+        let changed = cursor != st.saved;
+        if attempts.is_empty() && !changed {
+            return;
+        }
+        let (store, dest, file) = (
+            self.store.clone(),
+            self.dest.id.clone(),
+            CursorFile::new(&self.data_dir, &self.dest.id),
+        );
+        let to_save = cursor.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            if !attempts.is_empty() {
+                store
+                    .log_attempts(&dest, &mut attempts)
+                    .map_err(|e| e.to_string())?;
+            }
+            if changed {
+                file.save(&to_save).map_err(|e| e.to_string())
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        match res {
+            Ok(Ok(())) => {
+                status.set(&cursor);
+                st.saved = cursor;
+            }
+            Ok(Err(error)) => {
+                tracing::error!(destination = %self.dest.id, %error, "Could not save delivery progress")
+            }
+            Err(error) => {
+                tracing::error!(destination = %self.dest.id, %error, "Delivery progress task failed")
+            }
+        }
+    }
+
+    /// On shutdown: let requests in flight finish (each is bounded by the delivery timeout),
+    /// then save progress so that nothing acknowledged is sent again.
+    async fn drain(&self, st: &mut State, status: &DestinationStatus) {
+        let deadline =
+            tokio::time::Instant::now() + self.cfg.delivery.timeout + Duration::from_secs(1);
+        while let Ok(Some(Ok(done))) =
+            tokio::time::timeout_at(deadline, st.inflight.join_next()).await
+        {
+            self.finish(st, done).await;
+        }
+        st.inflight.abort_all();
+        self.flush(st, status).await;
+        tracing::info!(destination = %self.dest.id, next_seq = st.saved.next_seq, "Destination stopped");
+    }
+}

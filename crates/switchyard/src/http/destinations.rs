@@ -1,0 +1,162 @@
+//! Destination routes: the delivery log, dead letters and their replay.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::delivery::store::{Attempt, DeadLetter};
+use crate::redact;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<usize>,
+    before: Option<u64>,
+}
+
+fn limit(p: &Page) -> Result<usize, ApiError> {
+    let l = p.limit.unwrap_or(100);
+    if (1..=1000).contains(&l) {
+        Ok(l)
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 1000",
+        ))
+    }
+}
+
+fn known(state: &AppState, id: &str) -> Result<(), ApiError> {
+    if state.destinations.iter().any(|d| d.id == id) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no destination {id:?}")))
+    }
+}
+
+fn time(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    crate::event::timestamp::format(t)
+}
+
+fn attempt_view(a: &Attempt) -> Value {
+    json!({"id": a.id, "at": time(a.at_ms), "source": a.source, "message_id": a.message_id, "mapping": a.mapping,
+           "url": redact::url(&a.url), "status": a.status, "latency_ms": a.latency_ms, "error": a.error,
+           "response": a.response, "outcome": a.outcome})
+}
+
+fn dead_letter_view(d: &DeadLetter) -> Value {
+    let p = &d.delivery;
+    let headers: Vec<Value> = p
+        .request
+        .headers
+        .iter()
+        .map(|(k, v)| json!([k, redact::header(k, v)]))
+        .collect();
+    json!({"id": p.id, "reason": d.reason, "dead_at": time(d.dead_at_ms), "source": p.source, "message_id": p.message_id,
+           "mapping": p.mapping, "received_at": time(p.received_ms), "attempts": p.attempts, "last_status": p.last_status,
+           "last_error": p.last_error, "request": {"method": p.request.method, "url": redact::url(&p.request.url),
+           "headers": headers, "body": p.request.body}})
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::delivery::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("store_failed", e))?
+        .map_err(|e| ApiError::internal("store_failed", e))
+}
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    known(&state, &id)?;
+    let (l, before, store) = (limit(&p)?, p.before, state.store.clone());
+    let list = blocking(move || store.attempts(&id, l, before)).await?;
+    let next = (list.len() == l)
+        .then(|| list.last().map(|a| a.id))
+        .flatten();
+    Ok(Json(
+        json!({"deliveries": list.iter().map(attempt_view).collect::<Vec<_>>(), "next": next}),
+    ))
+}
+
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    known(&state, &id)?;
+    let (l, before, store) = (limit(&p)?, p.before, state.store.clone());
+    let list = blocking(move || store.dead_letters(&id, l, before)).await?;
+    let next = (list.len() == l)
+        .then(|| list.last().map(|d| d.delivery.id))
+        .flatten();
+    Ok(Json(
+        json!({"dead_letters": list.iter().map(dead_letter_view).collect::<Vec<_>>(), "next": next}),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    since: Option<String>,
+}
+
+pub async fn replay_one(
+    State(state): State<AppState>,
+    Path((id, dl_id)): Path<(String, u64)>,
+) -> Result<Json<Value>, ApiError> {
+    let n = replay(&state, id, move |d| d.delivery.id == dl_id).await?;
+    if n == 0 {
+        return Err(ApiError::not_found(format!("no dead letter {dl_id}")));
+    }
+    Ok(Json(json!({"replayed": n})))
+}
+
+pub async fn replay_all(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Option<Json<ReplayBody>>,
+) -> Result<Json<Value>, ApiError> {
+    let since = match body.and_then(|Json(b)| b.since) {
+        None => i64::MIN,
+        Some(s) => parse_since(&s, state.clock.now_ms()).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_since",
+                "since must be RFC 3339 or a duration such as 2h",
+            )
+        })?,
+    };
+    let n = replay(&state, id, move |d| d.dead_at_ms >= since).await?;
+    Ok(Json(json!({"replayed": n})))
+}
+
+async fn replay(
+    state: &AppState,
+    id: String,
+    pick: impl Fn(&DeadLetter) -> bool + Send + 'static,
+) -> Result<usize, ApiError> {
+    known(state, &id)?;
+    let (store, now, dest) = (state.store.clone(), state.clock.now_ms(), id.clone());
+    let moved = blocking(move || store.replay_dead_letters(&dest, now, pick)).await?;
+    if let Some(d) = state.destinations.iter().find(|d| d.id == id) {
+        d.wake.notify_one();
+    }
+    Ok(moved.len())
+}
+
+/// `since`: RFC 3339, or a duration meaning "that long ago" (`2h`, `30m`).
+pub fn parse_since(s: &str, now_ms: i64) -> Option<i64> {
+    if let Some(t) = crate::event::timestamp::parse(s) {
+        return Some((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let d = crate::config::units::parse_duration(s).ok()?;
+    Some(now_ms - d.as_millis() as i64)
+}

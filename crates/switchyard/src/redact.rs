@@ -1,0 +1,86 @@
+//! Secrets never leave in what we show (SPEC §3b): a redacted value reads
+//! `***:<first 8 hex of its sha256>`, so two equal secrets can still be told apart.
+
+use sha2::{Digest, Sha256};
+
+pub fn redacted(value: &str) -> String {
+    format!(
+        "***:{}",
+        &hex::encode(Sha256::digest(value.as_bytes()))[..8]
+    )
+}
+
+/// Header values that are secrets: credentials, and any header whose name mentions a key,
+/// token, secret or signature.
+pub fn header(name: &str, value: &str) -> String {
+    let n = name.to_ascii_lowercase();
+    let secret = matches!(
+        n.as_str(),
+        "authorization" | "cookie" | "proxy-authorization"
+    ) || ["key", "token", "secret", "signature"]
+        .iter()
+        .any(|w| n.contains(w));
+    if secret {
+        redacted(value)
+    } else {
+        value.to_owned()
+    }
+}
+
+/// A URL with its user-info and query values redacted.
+pub fn url(u: &str) -> String {
+    let (base, query) = match u.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (u, None),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@').filter(|(ui, _)| !ui.contains('/')) {
+            Some((userinfo, host)) => format!("{scheme}://{}@{host}", redacted(userinfo)),
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
+    };
+    match query {
+        None => base,
+        Some(q) => {
+            let parts: Vec<String> = q
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) => format!("{k}={}", redacted(v)),
+                    None => kv.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", parts.join("&"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(header("X-Env", "prod"), "prod");
+        for h in [
+            "Authorization",
+            "cookie",
+            "X-Api-Key",
+            "x-auth-token",
+            "X-Shared-Secret",
+            "X-Signature",
+        ] {
+            assert!(header(h, "s3cret").starts_with("***:"), "{h}");
+        }
+        assert_eq!(redacted("s3cret").len(), 12);
+        assert_eq!(url("https://api.example/v1/x"), "https://api.example/v1/x");
+        let u = url("https://user:pw@api.example/hook?token=abc&x");
+        assert!(
+            u.starts_with("https://***:")
+                && u.contains("@api.example/hook?token=***:")
+                && u.ends_with("&x"),
+            "{u}"
+        );
+        assert!(!u.contains("abc") && !u.contains("pw"));
+    }
+}

@@ -1,0 +1,387 @@
+//! Webhook destinations end to end: events in over the Tracking API, mapped, signed
+//! requests out to a real local receiver; outages, dead letters, replay and restarts.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+use switchyard::cli::client;
+
+use crate::harness::*;
+use crate::receiver::Receiver;
+
+const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+fn yaml(dir: &Path, r: &Receiver, retry: &str) -> String {
+    format!(
+        r#"
+server: {{ listen: 127.0.0.1:0, data_dir: "{dir}", shutdown_timeout: 5s, min_free_disk: 1MiB, egress_allow: ["127.0.0.1:{port}"] }}
+sources:
+  - {{ id: web, type: http_api, write_keys: {{ production: {KEY} }} }}
+destinations:
+  - id: knock
+    type: webhook
+    start: earliest
+    settings: {{ shared_secret: abc123 }}
+    delivery: {{ timeout: 300ms }}
+    retry: {retry}
+    mappings:
+      - name: Send to Knock
+        subscribe: 'type = "track" or type = "identify"'
+        url: {url}/knock
+        headers: {{ X-Env: prod }}
+  - id: sw
+    type: webhook
+    start: earliest
+    settings: {{ shared_secret: "{SW_SECRET}", signing: standard_webhooks }}
+    mappings:
+      - name: Orders
+        subscribe: 'event = "Order Completed"'
+        url: {{ "@template": "{url}/orders/{{{{userId}}}}" }}
+        data: {{ order: {{ "@path": "$.properties" }}, user: {{ "@path": "$.userId" }} }}
+      - name: Everything
+        subscribe: 'type = "track"'
+        url: {url}/all
+"#,
+        dir = dir.display(),
+        port = r.port,
+        url = r.url,
+    )
+}
+
+const FAST_RETRY: &str = "{ initial_backoff: 20ms, max_backoff: 100ms }";
+
+fn hmac_sha1_hex(key: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn track(mid: &str, event: &str) -> Value {
+    json!({"type": "track", "event": event, "userId": "u1", "messageId": mid, "properties": {"revenue": 5}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_sdk_event_reaches_the_right_mappings_signed() {
+    let python = std::env::var("SWITCHYARD_PYTHON").unwrap_or_else(|_| "python3".into());
+    if !std::process::Command::new(&python)
+        .args(["-c", "import segment.analytics"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(
+            !require_services(),
+            "segment-analytics-python is not installed; run .ci/run"
+        );
+        eprintln!("SKIPPED: segment-analytics-python is not installed");
+        return;
+    }
+    let (dir, r) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let app = TestApp::start_with(dir.path(), &yaml(dir.path(), &r, FAST_RETRY)).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/send_python.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(script)
+        .args([&app.url, KEY, "1", "py"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    r.wait_for("track+identify to /knock, the order and the track", |g| {
+        g.len() >= 4
+    })
+    .await;
+    // Give a wrongly matched page or group time to show up before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = r.received();
+    let knock: Vec<_> = got.iter().filter(|x| x.path == "/knock").collect();
+    let types: HashSet<_> = knock
+        .iter()
+        .map(|x| x.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        HashSet::from(["track".to_owned(), "identify".to_owned()]),
+        "pages, groups and aliases are filtered out"
+    );
+    for k in &knock {
+        assert_eq!(
+            k.header("x-signature"),
+            Some(hmac_sha1_hex("abc123", &k.body).as_str()),
+            "X-Signature is HMAC-SHA1 of the body"
+        );
+        assert_eq!(k.header("idempotency-key"), k.json()["messageId"].as_str());
+        assert_eq!(
+            (k.header("user-agent"), k.header("x-env")),
+            (Some("Segment (Actions)"), Some("prod"))
+        );
+        assert_eq!(k.header("x-switchyard-mapping"), Some("Send%20to%20Knock"));
+        assert_eq!(k.header("content-type"), Some("application/json"));
+    }
+    let order = got
+        .iter()
+        .find(|x| x.path == "/orders/py-user")
+        .expect("the order mapping fired");
+    assert_eq!(
+        order.json(),
+        json!({"order": {"revenue": 12.5}, "user": "py-user"})
+    );
+    let sw = switchyard::signing::StandardWebhooks::from_secret(SW_SECRET).unwrap();
+    let (id, ts, sig) = (
+        order.header("webhook-id").unwrap(),
+        order.header("webhook-timestamp").unwrap(),
+        order.header("webhook-signature").unwrap(),
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    sw.verify(id, ts, &order.body, sig, now)
+        .expect("a valid Standard Webhooks signature");
+    assert_eq!(
+        id,
+        switchyard::signing::webhook_id("web", "py-track", "sw", "Orders")
+    );
+    assert_eq!(got.iter().filter(|x| x.path == "/all").count(), 1);
+    app.stop().await;
+}
+
+async fn deliveries(app: &TestApp, dest: &str) -> Vec<Value> {
+    let (status, body) = app
+        .get(&format!(
+            "/api/v1/destinations/{dest}/deliveries?limit=1000"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["deliveries"].as_array().cloned().unwrap_or_default()
+}
+
+fn delivered_ids(got: &[crate::receiver::Received], path: &str, after: Instant) -> HashSet<String> {
+    got.iter()
+        .filter(|x| x.path == path && x.at >= after)
+        .map(|x| x.json()["messageId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_then_recovery_loses_nothing_and_every_attempt_is_logged() {
+    let (dir, r) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let app = TestApp::start_with(dir.path(), &yaml(dir.path(), &r, FAST_RETRY)).await;
+    r.answer(500);
+    let ids: Vec<String> = (0..20).map(|i| format!("out-{i}")).collect();
+    for id in &ids {
+        assert_eq!(
+            app.post_json("/v1/track", &track(id, "Ping")).await.0,
+            StatusCode::OK
+        );
+    }
+    r.wait_for("failed attempts", |g| {
+        g.iter().filter(|x| x.path == "/knock").count() >= 40
+    })
+    .await;
+    r.answer(0); // now every request hangs until the 300 ms timeout
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let recovered_at = Instant::now();
+    r.answer(200);
+    let want: HashSet<String> = ids.iter().cloned().collect();
+    r.wait_for("every event after recovery", |g| {
+        delivered_ids(g, "/knock", recovered_at).is_superset(&want)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let log = deliveries(&app, "knock").await;
+    assert!(
+        log.iter()
+            .any(|a| a["outcome"] == "retry" && a["status"] == 500),
+        "500s are logged as retries"
+    );
+    assert!(
+        log.iter()
+            .any(|a| a["outcome"] == "retry" && a["error"] == "timed out"),
+        "timeouts are logged as retries"
+    );
+    let delivered: HashSet<_> = log
+        .iter()
+        .filter(|a| a["outcome"] == "delivered")
+        .map(|a| a["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(delivered.is_superset(&want));
+    let (_, dead) = app.get("/api/v1/destinations/knock/dead-letters").await;
+    assert_eq!(dead["dead_letters"], json!([]), "nothing was dead-lettered");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failures_dead_letter_and_replay_delivers_them() {
+    let (dir, r) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let app = TestApp::start_with(dir.path(), &yaml(dir.path(), &r, FAST_RETRY)).await;
+    r.answer(400);
+    for i in 0..3 {
+        app.post_json("/v1/track", &track(&format!("dl-{i}"), "Ping"))
+            .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let (_, body) = app.get("/api/v1/destinations/knock/dead-letters").await;
+        let list = body["dead_letters"].as_array().cloned().unwrap_or_default();
+        if list.len() == 3 || Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    assert_eq!(
+        (dead[0]["reason"].as_str(), dead[0]["last_status"].as_u64()),
+        (Some("HTTP 400"), Some(400))
+    );
+    assert_eq!(dead[0]["attempts"], 1, "a permanent failure is not retried");
+    r.answer(200);
+    let one = dead[0]["id"].as_u64().unwrap();
+    let url = format!(
+        "{}/api/v1/destinations/knock/dead-letters/{one}/replay",
+        app.url
+    );
+    assert_eq!(
+        client::call(Method::POST, &url, None, Some(b"{}".to_vec()))
+            .await
+            .unwrap()
+            .status,
+        StatusCode::OK
+    );
+    let replayed_at = Instant::now();
+    r.wait_for("the replayed dead letter", |g| {
+        delivered_ids(g, "/knock", replayed_at).len() == 1
+    })
+    .await;
+    let url = format!("{}/api/v1/destinations/knock/dead-letters/replay", app.url);
+    let resp = client::call(
+        Method::POST,
+        &url,
+        None,
+        Some(br#"{"since": "1h"}"#.to_vec()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&resp.body).unwrap(),
+        json!({"replayed": 2})
+    );
+    let want: HashSet<String> = (0..3).map(|i| format!("dl-{i}")).collect();
+    r.wait_for("all replayed", |g| {
+        delivered_ids(g, "/knock", replayed_at) == want
+    })
+    .await;
+    let (_, body) = app.get("/api/v1/destinations/knock/dead-letters").await;
+    assert_eq!(body["dead_letters"], json!([]));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_retries_loses_nothing() {
+    let (dir, r) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let yaml = yaml(
+        dir.path(),
+        &r,
+        "{ initial_backoff: 100ms, max_backoff: 300ms }",
+    );
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    r.answer(503);
+    for i in 0..10 {
+        app.post_json("/v1/track", &track(&format!("rs-{i}"), "Ping"))
+            .await;
+    }
+    r.wait_for("a failed attempt for each", |g| {
+        delivered_ids(g, "/knock", Instant::now() - Duration::from_secs(60)).len() == 10
+    })
+    .await;
+    app.stop().await;
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    let recovered_at = Instant::now();
+    r.answer(200);
+    let want: HashSet<String> = (0..10).map(|i| format!("rs-{i}")).collect();
+    r.wait_for("every event after the restart", |g| {
+        delivered_ids(g, "/knock", recovered_at).is_superset(&want)
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_expire_into_the_dead_letter_queue_by_the_clock_not_by_sleeping() {
+    let (dir, r) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let clock = switchyard::clock::ManualClock::new(switchyard::event::now_ms());
+    let yaml = yaml(
+        dir.path(),
+        &r,
+        "{ max_age: 1h, initial_backoff: 10m, max_backoff: 30m }",
+    );
+    let app = TestApp::start_with_clock(dir.path(), &yaml, clock.clone()).await;
+    r.answer(500);
+    app.post_json("/v1/track", &track("exp-1", "Ping")).await;
+    r.wait_for("the first attempt", |g| {
+        g.iter().any(|x| x.path == "/knock")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        r.received().iter().filter(|x| x.path == "/knock").count(),
+        1,
+        "the next attempt waits for the clock"
+    );
+    clock.advance(Duration::from_secs(2 * 3600));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = app.get("/api/v1/destinations/knock/dead-letters").await;
+        if let Some(d) = body["dead_letters"].as_array().and_then(|l| l.first()) {
+            assert!(
+                d["reason"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("retry.max_age (1.00h) exceeded; last attempt: HTTP 500"),
+                "{d}"
+            );
+            assert_eq!(d["attempts"], 2);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_to_private_addresses_is_refused_with_a_clear_reason() {
+    let (dir, r) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let yaml = yaml(dir.path(), &r, FAST_RETRY)
+        .replace(&format!(", egress_allow: [\"127.0.0.1:{}\"]", r.port), "");
+    let (_, problems) = switchyard::config::compile_str(&yaml, "t", &|_| None);
+    assert!(
+        problems.iter().any(|p| p
+            .to_string()
+            .starts_with("warning destinations[knock].mappings[0].url deliveries will fail")),
+        "{problems:?}"
+    );
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    app.post_json("/v1/track", &track("ssrf-1", "Ping")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = app.get("/api/v1/destinations/knock/dead-letters").await;
+        if let Some(d) = body["dead_letters"].as_array().and_then(|l| l.first()) {
+            assert!(
+                d["reason"].as_str().unwrap().contains("loopback address"),
+                "{d}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        r.received().is_empty(),
+        "nothing reached the private address"
+    );
+    app.stop().await;
+}
