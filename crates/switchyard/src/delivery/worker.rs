@@ -59,6 +59,17 @@ struct State {
     inflight: JoinSet<Done>,
     attempts: Vec<Attempt>,
     saved: CursorState,
+    /// Keys for retries that only live in memory (their store write failed).
+    memory_ids: u64,
+}
+
+/// The retry map's tie-breaker: the store id, or a fresh in-memory one.
+fn retry_key(st: &mut State, job: &Job) -> u64 {
+    if job.p.id != 0 {
+        return job.p.id;
+    }
+    st.memory_ids += 1;
+    u64::MAX - st.memory_ids
 }
 
 impl WebhookWorker {
@@ -77,6 +88,7 @@ impl WebhookWorker {
             inflight: JoinSet::new(),
             attempts: Vec::new(),
             saved: cursor,
+            memory_ids: 0,
         };
         self.reload_retries(&mut st).await;
         let mut committed = self.committed.clone();
@@ -310,7 +322,8 @@ impl WebhookWorker {
                 tracing::error!(destination = %self.dest.id, "Could not store a retry durably; keeping it in memory")
             }
         }
-        st.retries.insert((job.p.next_at_ms, job.p.id), job);
+        let key = (job.p.next_at_ms, retry_key(st, &job));
+        st.retries.insert(key, job);
     }
 
     async fn dead(&self, st: &mut State, job: Job, reason: String) {
@@ -331,8 +344,8 @@ impl WebhookWorker {
             }
             _ => {
                 tracing::error!(destination = %self.dest.id, "Could not store a dead letter durably; retrying it later");
-                let at = self.clock.now_ms() + 1000;
-                st.retries.insert((at, job.p.seq), job);
+                let key = (self.clock.now_ms() + 1000, retry_key(st, &job));
+                st.retries.insert(key, job);
             }
         }
     }

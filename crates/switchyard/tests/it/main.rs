@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod harness;
 mod ingest;
+mod isolation;
 mod receiver;
 mod sdk;
 mod signing;
