@@ -27,7 +27,7 @@ pub struct LogReport {
     pub next_seq: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct DestinationReport {
     pub id: String,
     pub next_seq: u64,
@@ -35,6 +35,11 @@ pub struct DestinationReport {
     /// `receivedAt` of the oldest record this destination has not consumed yet.
     pub oldest_unconsumed: Option<String>,
     pub last_error: Option<String>,
+    /// Deliveries waiting in the retry set (webhook destinations).
+    #[serde(default)]
+    pub pending_retries: u64,
+    #[serde(default)]
+    pub dead_letters: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -116,8 +121,8 @@ fn destination(
             id: id.into(),
             next_seq,
             backlog: 0,
-            oldest_unconsumed: None,
             last_error,
+            ..DestinationReport::default()
         });
     };
     let mut reader = LogReader::new(log_dir, c.position);
@@ -136,7 +141,20 @@ fn destination(
         backlog: next_seq.saturating_sub(c.next_seq),
         oldest_unconsumed,
         last_error,
+        ..DestinationReport::default()
     })
+}
+
+impl Report {
+    /// Adds each destination's retry-set and dead-letter counts from the delivery store.
+    pub fn add_delivery_counts(&mut self, store: &crate::delivery::store::DeliveryStore) {
+        for d in &mut self.destinations {
+            match store.counts(&d.id) {
+                Ok((retries, dead)) => (d.pending_retries, d.dead_letters) = (retries, dead),
+                Err(e) => self.integrity.problems.push(format!("delivery store: {e}")),
+            }
+        }
+    }
 }
 
 /// Checks every record of every segment; returns the end, the next sequence and problems.
@@ -186,11 +204,13 @@ impl Report {
         }
         for d in &self.destinations {
             out.push_str(&format!(
-                "destination {}: backlog {} (next_seq {}), oldest unconsumed {}{}\n",
+                "destination {}: backlog {} (next_seq {}), oldest unconsumed {}, {} pending retries, {} dead letters{}\n",
                 d.id,
                 d.backlog,
                 d.next_seq,
                 d.oldest_unconsumed.as_deref().unwrap_or("-"),
+                d.pending_retries,
+                d.dead_letters,
                 d.last_error
                     .as_ref()
                     .map(|e| format!(", last error: {e}"))

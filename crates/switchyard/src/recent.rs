@@ -134,6 +134,20 @@ impl RecentStore {
         }
     }
 
+    /// Every kept record of `message_id`, newest first, in `source` or in any source.
+    pub fn find(&self, source: Option<&str>, message_id: &str) -> Vec<RecentEvent> {
+        let mut out = Vec::new();
+        for (id, ring) in &self.per_source {
+            if source.is_some_and(|s| s != id) {
+                continue;
+            }
+            let ring = ring.lock().unwrap_or_else(|p| p.into_inner());
+            out.extend(ring.iter().filter(|e| e.message_id == message_id).cloned());
+        }
+        out.sort_by_key(|e| std::cmp::Reverse(e.id));
+        out
+    }
+
     /// Newest first: up to `limit` events of `source` with `id < before`, optionally only
     /// those with `status`. Returns the page and the cursor of the next page.
     pub fn page(

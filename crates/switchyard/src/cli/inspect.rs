@@ -67,7 +67,13 @@ fn offline(t: &super::Resolved) -> anyhow::Result<Report> {
             .collect(),
         None => cursor_ids(&t.data_dir),
     };
-    Ok(inspect::report(&t.data_dir, &destinations, None)?)
+    let mut report = inspect::report(&t.data_dir, &destinations, None)?;
+    let store_path = t.data_dir.join("deliveries.redb");
+    if store_path.exists() {
+        let store = crate::delivery::store::DeliveryStore::open(&store_path)?;
+        report.add_delivery_counts(&store);
+    }
+    Ok(report)
 }
 
 fn cursor_ids(data_dir: &std::path::Path) -> Vec<(String, Option<String>)> {

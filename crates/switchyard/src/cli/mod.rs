@@ -4,6 +4,7 @@
 mod check;
 pub mod client;
 mod inspect;
+mod replay;
 mod send;
 mod serve;
 mod test_mapping;
@@ -33,6 +34,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Post sample events to a running server.
     Send(send::Args),
+    /// Send a destination's dead letters again, with a progress bar.
+    Replay(replay::Args),
     /// Evaluate FQL and mappings against events: JSON lines in, JSON lines out.
     TestMapping(test_mapping::Args),
 }
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(args))),
         Command::Inspect(args) => runtime().and_then(|rt| rt.block_on(inspect::run(args))),
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(send::run(args))),
+        Command::Replay(args) => runtime().and_then(|rt| rt.block_on(replay::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -221,6 +221,44 @@ impl DeliveryStore {
         txn.commit().map_err(e)
     }
 
+    /// (pending retries, dead letters) of a destination.
+    pub fn counts(&self, dest: &str) -> Result<(u64, u64), StoreError> {
+        let txn = self.db.begin_read().map_err(e)?;
+        let count = |t: TableDefinition<(&str, u64), &[u8]>| -> Result<u64, StoreError> {
+            let table = txn.open_table(t).map_err(e)?;
+            Ok(table
+                .range((dest, 0)..=(dest, u64::MAX))
+                .map_err(e)?
+                .count() as u64)
+        };
+        Ok((count(RETRIES)?, count(DEAD)?))
+    }
+
+    /// Everything kept about one message at one destination: attempts (newest first),
+    /// pending retries, and dead letters.
+    pub fn lineage(
+        &self,
+        dest: &str,
+        message_id: &str,
+    ) -> Result<(Vec<Attempt>, Vec<Pending>, Vec<DeadLetter>), StoreError> {
+        let attempts: Vec<Attempt> = self
+            .attempts(dest, usize::MAX, None)?
+            .into_iter()
+            .filter(|a| a.message_id == message_id)
+            .collect();
+        let retries = self
+            .retries(dest)?
+            .into_iter()
+            .filter(|p| p.message_id == message_id)
+            .collect();
+        let dead = self
+            .dead_letters(dest, usize::MAX, None)?
+            .into_iter()
+            .filter(|d| d.delivery.message_id == message_id)
+            .collect();
+        Ok((attempts, retries, dead))
+    }
+
     pub fn attempts(
         &self,
         dest: &str,

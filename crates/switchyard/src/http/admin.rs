@@ -76,10 +76,16 @@ pub async fn inspect(State(state): State<AppState>) -> Result<Json<inspect::Repo
         .map(|d| (d.id.clone(), d.last_error()))
         .collect();
     let dir = state.config.server.data_dir.clone();
-    let report = tokio::task::spawn_blocking(move || inspect::report(&dir, &dests, Some(live)))
-        .await
-        .map_err(|e| ApiError::internal("inspect_failed", e))?
-        .map_err(|e| ApiError::internal("inspect_failed", e))?;
+    let store = state.store.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        inspect::report(&dir, &dests, Some(live)).map(|mut r| {
+            r.add_delivery_counts(&store);
+            r
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal("inspect_failed", e))?
+    .map_err(|e| ApiError::internal("inspect_failed", e))?;
     Ok(Json(report))
 }
 

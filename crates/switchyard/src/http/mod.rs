@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod destinations;
 mod error;
+mod lineage;
 
 use axum::Router;
 use axum::http::Method;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sources/{id}/events", get(admin::source_events))
         .route("/api/v1/inspect", get(admin::inspect))
         .route("/api/v1/test-mapping", post(admin::test_mapping))
+        .route("/api/v1/events/{message_id}", get(lineage::event))
         .route(
             "/api/v1/destinations/{id}/deliveries",
             get(destinations::deliveries),

@@ -171,3 +171,89 @@ fn test_mapping_reads_json_lines_and_answers_one_line_each() {
         "no mapping means the whole event"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_sends_dead_letters_again_and_reports_the_outcome() {
+    use serde_json::json;
+    let r = crate::receiver::Receiver::start().await;
+    r.answer(422);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.yaml");
+    let yaml = format!(
+        "server: {{ listen: 127.0.0.1:0, data_dir: \"{}\", allow_private_networks: true, min_free_disk: 1MiB }}\nsources:\n  - {{ id: web, type: http_api, write_keys: {{ production: {KEY} }} }}\ndestinations:\n  - id: hook\n    type: webhook\n    mappings:\n      - {{ name: all, subscribe: 'type = \"track\"', url: \"{}/in\" }}\n",
+        dir.path().display(),
+        r.url
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let mut server = crate::crash::spawn_server(&config);
+    crate::crash::wait_ready(&server.url).await;
+    for i in 0..4 {
+        let body = serde_json::to_vec(
+            &json!({"type": "track", "event": "E", "userId": "u", "messageId": format!("rp-{i}")}),
+        )
+        .unwrap();
+        switchyard::cli::client::call(
+            hyper::Method::POST,
+            &format!("{}/v1/track", server.url),
+            Some(&basic(KEY)),
+            Some(body),
+        )
+        .await
+        .unwrap();
+    }
+    r.wait_for("four rejected attempts", |g| g.len() >= 4).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let resp = switchyard::cli::client::call(
+            hyper::Method::GET,
+            &format!("{}/api/v1/inspect", server.url),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        if report["destinations"][0]["dead_letters"] == 4 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never dead-lettered: {report}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    r.answer(200);
+    let url = server.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        switchyard(&[
+            "replay",
+            "--url",
+            &url,
+            "--destination",
+            "hook",
+            "--format",
+            "json",
+            "--wait",
+            "20s",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON summary");
+    assert_eq!(
+        summary,
+        json!({"destination": "hook", "replayed": 4, "delivered": 4, "dead_lettered_again": 0, "still_pending": 0})
+    );
+    assert_eq!(
+        r.received().iter().filter(|x| x.path == "/in").count(),
+        8,
+        "four refused, then four delivered"
+    );
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}

@@ -276,6 +276,74 @@ async fn permanent_failures_dead_letter_and_replay_delivers_them() {
     .await;
     let (_, body) = app.get("/api/v1/destinations/knock/dead-letters").await;
     assert_eq!(body["dead_letters"], json!([]));
+    // The whole story of one event (the delivery log is written every 200 ms).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lineage = loop {
+        let (status, lineage) = app.get("/api/v1/events/dl-1?source=web").await;
+        assert_eq!(status, StatusCode::OK, "{lineage}");
+        let knock_attempts = lineage["destinations"][0]["attempts"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if knock_attempts >= 2 || Instant::now() > deadline {
+            break lineage;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(lineage["event"]["messageId"], "dl-1");
+    let knock = lineage["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "knock")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            knock["matched"].as_bool(),
+            knock["mappings"][0]["matched"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    let outcomes: Vec<_> = knock["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["delivered", "dead_letter"],
+        "newest first: dead-lettered, then delivered after replay"
+    );
+    let sw = lineage["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "sw")
+        .unwrap()
+        .clone();
+    let matched: Vec<_> = sw["mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["matched"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        matched,
+        [
+            ("Orders".to_owned(), false),
+            ("Everything".to_owned(), true)
+        ]
+    );
+    assert_eq!(
+        app.get("/api/v1/events/never-sent").await.0,
+        StatusCode::NOT_FOUND
+    );
     app.stop().await;
 }
 
