@@ -77,6 +77,13 @@ pub struct Attempt {
     pub outcome: String,
 }
 
+/// One message's attempts (newest first), pending retries and dead letters.
+pub struct Lineage {
+    pub attempts: Vec<Attempt>,
+    pub retries: Vec<Pending>,
+    pub dead: Vec<DeadLetter>,
+}
+
 pub struct DeliveryStore {
     db: Database,
 }
@@ -234,14 +241,9 @@ impl DeliveryStore {
         Ok((count(RETRIES)?, count(DEAD)?))
     }
 
-    /// Everything kept about one message at one destination: attempts (newest first),
-    /// pending retries, and dead letters.
-    pub fn lineage(
-        &self,
-        dest: &str,
-        message_id: &str,
-    ) -> Result<(Vec<Attempt>, Vec<Pending>, Vec<DeadLetter>), StoreError> {
-        let attempts: Vec<Attempt> = self
+    /// Everything kept about one message at one destination.
+    pub fn lineage(&self, dest: &str, message_id: &str) -> Result<Lineage, StoreError> {
+        let attempts = self
             .attempts(dest, usize::MAX, None)?
             .into_iter()
             .filter(|a| a.message_id == message_id)
@@ -256,7 +258,11 @@ impl DeliveryStore {
             .into_iter()
             .filter(|d| d.delivery.message_id == message_id)
             .collect();
-        Ok((attempts, retries, dead))
+        Ok(Lineage {
+            attempts,
+            retries,
+            dead,
+        })
     }
 
     pub fn attempts(

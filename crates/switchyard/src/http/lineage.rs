@@ -86,7 +86,11 @@ async fn destination(
         })
         .collect();
     let (store, dest, mid) = (state.store.clone(), d.id.clone(), message_id.to_owned());
-    let (attempts, retries, dead) = tokio::task::spawn_blocking(move || store.lineage(&dest, &mid))
+    let crate::delivery::store::Lineage {
+        attempts,
+        retries,
+        dead,
+    } = tokio::task::spawn_blocking(move || store.lineage(&dest, &mid))
         .await
         .map_err(|e| ApiError::internal("store_failed", e))?
         .map_err(|e| ApiError::internal("store_failed", e))?;
