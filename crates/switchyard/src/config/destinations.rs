@@ -303,10 +303,11 @@ fn one_mapping(
         .to_ascii_uppercase();
     let headers = raw.headers.or(nested.headers).unwrap_or_default();
     let data = raw.data.or(nested.data);
-    if raw.batch_size.or(nested.batch_size).unwrap_or(0) > 0 {
+    let batch_size = raw.batch_size.or(nested.batch_size).unwrap_or(0);
+    if batch_size > 4000 {
         cx.err(
             format!("{path}.batch_size"),
-            "batching is not implemented yet; use batch_size: 0",
+            "must be at most 4000 (Segment's limit)",
         );
     }
     if !["POST", "PUT", "PATCH"].contains(&method.as_str()) {
@@ -371,6 +372,7 @@ fn one_mapping(
         method,
         headers: hs,
         data: data?,
+        batch_size: batch_size as usize,
     })
 }
 

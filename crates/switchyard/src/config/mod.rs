@@ -195,6 +195,8 @@ pub struct MappingConfig {
     pub method: String,
     pub headers: Vec<(String, crate::mapping::Mapping)>,
     pub data: crate::mapping::Mapping,
+    /// 0 = one event per request; otherwise up to this many events per request.
+    pub batch_size: usize,
 }
 
 /// `enabled: true|false`, or per environment; an environment missing from the map is off.

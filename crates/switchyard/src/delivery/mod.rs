@@ -6,6 +6,7 @@
 //! and delivery log in `data_dir/deliveries.redb`).
 
 pub mod backoff;
+mod batch;
 pub mod http;
 pub mod store;
 pub mod webhook;

@@ -49,6 +49,22 @@ pub struct Pending {
     pub next_at_ms: i64,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
+    /// For a batch: every event in it (`seq`/`message_id` above then name the batch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Member {
+    pub seq: u64,
+    pub message_id: String,
+}
+
+impl Pending {
+    /// Whether this delivery carries `message_id` (itself, or as a batch member).
+    pub fn carries(&self, message_id: &str) -> bool {
+        self.message_id == message_id || self.members.iter().any(|m| m.message_id == message_id)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -317,6 +333,7 @@ mod tests {
             next_at_ms: 5_000,
             last_status: Some(500),
             last_error: None,
+            members: Vec::new(),
         }
     }
 

@@ -192,6 +192,7 @@ mod tests {
                 .map(|(k, v)| (k.to_owned(), Mapping::compile(v).unwrap()))
                 .collect(),
             data: Mapping::compile(data).unwrap(),
+            batch_size: 0,
         }
     }
 
@@ -304,6 +305,7 @@ mod tests {
             next_at_ms: 0,
             last_status: None,
             last_error: None,
+            members: Vec::new(),
         };
         let h = attempt_headers(&p, &Signing::Segment("abc123".into()), "knock", 0);
         assert_eq!(

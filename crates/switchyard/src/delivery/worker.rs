@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{next_delay, parse_retry_after};
+use super::batch::Batcher;
 use super::http::{HttpClient, Response, SendError};
 use super::store::{Attempt, DeadLetter, DeliveryStore, Pending};
 use super::webhook::{self, Outcome};
@@ -61,6 +62,7 @@ struct State {
     saved: CursorState,
     /// Keys for retries that only live in memory (their store write failed).
     memory_ids: u64,
+    batcher: Batcher,
 }
 
 /// The retry map's tie-breaker: the store id, or a fresh in-memory one.
@@ -89,13 +91,22 @@ impl WebhookWorker {
             attempts: Vec::new(),
             saved: cursor,
             memory_ids: 0,
+            batcher: Batcher::default(),
         };
         self.reload_retries(&mut st).await;
         let mut committed = self.committed.clone();
         let mut flush = tokio::time::interval(FLUSH_EVERY);
+        let linger = self.cfg.delivery.batch_linger.as_millis() as i64;
         loop {
             self.fill(&mut st).await;
+            for batch in st.batcher.due(self.clock.now_ms(), linger) {
+                st.queue.push_back(Job {
+                    p: batch,
+                    from_log: true,
+                });
+            }
             self.dispatch(&mut st);
+            let batch_due = st.batcher.next_deadline(linger);
             let caught_up = st.window.read.position >= committed.borrow().end;
             let room = st.window.held() < self.cfg.delivery.max_in_flight;
             let next_retry = st.retries.keys().next().map(|(at, _)| *at);
@@ -106,6 +117,7 @@ impl WebhookWorker {
                 }
                 _ = committed.changed(), if caught_up && room => {}
                 () = self.clock.sleep_until(next_retry.unwrap_or(i64::MAX)), if next_retry.is_some() && can_send => {}
+                () = self.clock.sleep_until(batch_due.unwrap_or(i64::MAX)), if batch_due.is_some() => {}
                 () = status.wake.notified() => self.reload_retries(&mut st).await,
                 _ = flush.tick() => self.flush(&mut st, &status).await,
                 () = cancel.cancelled() => break,
@@ -191,11 +203,20 @@ impl WebhookWorker {
                 next_at_ms: 0,
                 last_status: None,
                 last_error: None,
+                members: Vec::new(),
             };
             match built {
                 Ok(req) => {
                     p.request = req;
-                    st.queue.push_back(Job { p, from_log: true });
+                    if m.batch_size == 0 {
+                        st.queue.push_back(Job { p, from_log: true });
+                    } else if let Some(batch) = st.batcher.add(p, m.batch_size, self.clock.now_ms())
+                    {
+                        st.queue.push_back(Job {
+                            p: batch,
+                            from_log: true,
+                        });
+                    }
                 }
                 Err(reason) => self.dead(st, Job { p, from_log: true }, reason).await,
             }
@@ -252,19 +273,27 @@ impl WebhookWorker {
             Outcome::Retry { .. } => "retry",
             Outcome::Permanent(_) => "dead_letter",
         };
-        st.attempts.push(Attempt {
-            id: 0,
-            at_ms: now,
-            source: job.p.source.clone(),
-            message_id: job.p.message_id.clone(),
-            mapping: job.p.mapping.clone(),
-            url: job.p.request.url.clone(),
-            status,
-            latency_ms: took.as_millis() as u64,
-            error,
-            response,
-            outcome: label.to_owned(),
-        });
+        // A batch is logged once per member, so each event's lineage shows it.
+        let ids: Vec<String> = if job.p.members.is_empty() {
+            vec![job.p.message_id.clone()]
+        } else {
+            job.p.members.iter().map(|m| m.message_id.clone()).collect()
+        };
+        for message_id in ids {
+            st.attempts.push(Attempt {
+                id: 0,
+                at_ms: now,
+                source: job.p.source.clone(),
+                message_id,
+                mapping: job.p.mapping.clone(),
+                url: job.p.request.url.clone(),
+                status,
+                latency_ms: took.as_millis() as u64,
+                error: error.clone(),
+                response: response.clone(),
+                outcome: label.to_owned(),
+            });
+        }
         match outcome {
             Outcome::Delivered => {
                 self.metrics.delivered.get_or_create(&labels).inc();
@@ -351,8 +380,13 @@ impl WebhookWorker {
     }
 
     fn complete(&self, st: &mut State, job: &Job) {
-        if job.from_log {
+        if !job.from_log {
+            return;
+        }
+        if job.p.members.is_empty() {
             st.window.complete(job.p.seq);
+        } else {
+            job.p.members.iter().for_each(|m| st.window.complete(m.seq));
         }
     }
 

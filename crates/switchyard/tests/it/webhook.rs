@@ -453,3 +453,103 @@ async fn egress_to_private_addresses_is_refused_with_a_clear_reason() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_group_by_url_sign_the_first_element_and_survive_a_retry() {
+    let (dir, r) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let yaml = format!(
+        r#"
+server: {{ listen: 127.0.0.1:0, data_dir: "{dir}", min_free_disk: 1MiB, allow_private_networks: true }}
+sources:
+  - {{ id: web, type: http_api, write_keys: {{ production: {KEY} }} }}
+destinations:
+  - id: batched
+    type: webhook
+    settings: {{ sharedSecret: abc123 }}
+    delivery: {{ batch_linger: 300ms }}
+    retry: {FAST_RETRY}
+    mappings:
+      - name: Batched
+        subscribe: 'type = "track"'
+        url: {{ "@template": "{url}/b/{{{{properties.bucket}}}}" }}
+        batch_size: 3
+        data: {{ id: {{ "@path": "$.messageId" }}, n: {{ "@path": "$.properties.n" }} }}
+"#,
+        dir = dir.path().display(),
+        url = r.url
+    );
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    r.answer(503);
+    let events: Vec<Value> = (0..7)
+        .map(|i| json!({"type": "track", "event": "E", "userId": "u", "messageId": format!("b-{i}"), "properties": {"n": i, "bucket": if i < 6 { "x" } else { "y" }}}))
+        .collect();
+    assert_eq!(
+        app.post_json("/v1/batch", &json!({"batch": events}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let keys = |g: &[crate::receiver::Received]| {
+        g.iter()
+            .filter_map(|x| x.header("idempotency-key").map(str::to_owned))
+            .collect::<HashSet<_>>()
+            .len()
+    };
+    r.wait_for("two full batches and a lingering one, refused", |g| {
+        keys(g) >= 3
+    })
+    .await;
+    let recovered_at = Instant::now();
+    r.answer(200);
+    let got = r
+        .wait_for("the batches after recovery", |g| {
+            g.iter().filter(|x| x.at >= recovered_at).count() >= 3
+        })
+        .await;
+    let ok: Vec<_> = got.iter().filter(|x| x.at >= recovered_at).collect();
+    let mut sizes: Vec<usize> = ok
+        .iter()
+        .map(|x| x.json().as_array().unwrap().len())
+        .collect();
+    sizes.sort_unstable();
+    assert_eq!(
+        sizes,
+        [1, 3, 3],
+        "batches of 3 per URL; the odd URL lingers alone"
+    );
+    for x in &ok {
+        let items = x.json();
+        let first = serde_json::to_vec(&items[0]).unwrap();
+        assert_eq!(
+            x.header("x-signature"),
+            Some(hmac_sha1_hex("abc123", &first).as_str()),
+            "only the first element is signed"
+        );
+        assert!(
+            x.header("idempotency-key")
+                .is_some_and(|k| k.starts_with("batch_"))
+        );
+        let bucket = if x.path == "/b/y" { "y" } else { "x" };
+        assert!(
+            items
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| (i["n"].as_u64().unwrap() < 6) == (bucket == "x"))
+        );
+    }
+    let refused_keys: HashSet<_> = got
+        .iter()
+        .filter(|x| x.at < recovered_at)
+        .filter_map(|x| x.header("idempotency-key").map(str::to_owned))
+        .collect();
+    let ok_keys: HashSet<_> = ok
+        .iter()
+        .filter_map(|x| x.header("idempotency-key").map(str::to_owned))
+        .collect();
+    assert!(
+        ok_keys.is_subset(&refused_keys),
+        "a retried batch keeps its members and its id"
+    );
+    app.stop().await;
+}
