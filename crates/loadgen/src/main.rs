@@ -9,6 +9,7 @@
 //! omission). At half of the measured maximum load, queueing is small and this bias is too.
 
 mod body;
+mod e2e;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,7 +62,27 @@ struct Totals {
     errors: AtomicU64,
 }
 
+/// `loadgen e2e ...` measures delivery end to end; anything else is an ingest run.
+#[derive(Parser)]
+struct E2eCli {
+    #[command(flatten)]
+    args: e2e::E2eArgs,
+}
+
 fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("e2e") {
+        let cli = E2eCli::parse_from(
+            std::env::args()
+                .enumerate()
+                .filter(|(i, _)| *i != 1)
+                .map(|(_, a)| a),
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        return rt.block_on(e2e::run(cli.args));
+    }
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

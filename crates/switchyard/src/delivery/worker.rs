@@ -63,6 +63,8 @@ struct State {
     /// Keys for retries that only live in memory (their store write failed).
     memory_ids: u64,
     batcher: Batcher,
+    /// The delivery-log and cursor write in progress.
+    flushing: Option<tokio::task::JoinHandle<Result<CursorState, String>>>,
 }
 
 /// The retry map's tie-breaker: the store id, or a fresh in-memory one.
@@ -92,6 +94,7 @@ impl WebhookWorker {
             saved: cursor,
             memory_ids: 0,
             batcher: Batcher::default(),
+            flushing: None,
         };
         self.reload_retries(&mut st).await;
         let mut committed = self.committed.clone();
@@ -146,12 +149,16 @@ impl WebhookWorker {
         })
         .await;
         let Ok((reader, result)) = joined else { return };
+        // The reader may have crossed into the next segment without returning a record; the
+        // window must know, or it would wait for a change that already happened.
+        let crossed = reader.position();
         st.reader = Some(reader);
         match result {
             Ok(records) => {
                 for r in records {
                     self.plan(st, r).await;
                 }
+                st.window.read.position = st.window.read.position.max(crossed);
             }
             Err(error) => {
                 tracing::error!(destination = %self.dest.id, %error, "Reading the log failed")
@@ -403,40 +410,47 @@ impl WebhookWorker {
         }
     }
 
-    /// Writes the delivery log and the cursor.
+    /// Writes the delivery log and the cursor on a blocking thread, without holding up
+    /// deliveries; at most one such write runs at a time.
     async fn flush(&self, st: &mut State, status: &DestinationStatus) {
+        if let Some(h) = &st.flushing {
+            if !h.is_finished() {
+                return;
+            }
+            self.finish_flush(st, status).await;
+        }
         let committed = self.committed.borrow().next_seq;
         let cursor = st.window.cursor(&st.skip);
+        let backlog = committed.saturating_sub(cursor.next_seq) as i64;
         self.metrics
             .backlog
             .get_or_create(&metrics::destination(&self.dest.id))
-            .set(committed.saturating_sub(cursor.next_seq) as i64);
+            .set(backlog);
         let mut attempts = std::mem::take(&mut st.attempts);
         let changed = cursor != st.saved;
         if attempts.is_empty() && !changed {
             return;
         }
-        let (store, dest, file) = (
-            self.store.clone(),
-            self.dest.id.clone(),
-            CursorFile::new(&self.data_dir, &self.dest.id),
-        );
-        let to_save = cursor.clone();
-        let res = tokio::task::spawn_blocking(move || {
+        let (store, dest) = (self.store.clone(), self.dest.id.clone());
+        let file = CursorFile::new(&self.data_dir, &self.dest.id);
+        st.flushing = Some(tokio::task::spawn_blocking(move || {
             if !attempts.is_empty() {
                 store
                     .log_attempts(&dest, &mut attempts)
                     .map_err(|e| e.to_string())?;
             }
             if changed {
-                file.save(&to_save).map_err(|e| e.to_string())
-            } else {
-                Ok(())
+                file.save(&cursor).map_err(|e| e.to_string())?;
             }
-        })
-        .await;
-        match res {
-            Ok(Ok(())) => {
+            Ok(cursor)
+        }));
+    }
+
+    /// Waits for the running write, if any, and records what it saved.
+    async fn finish_flush(&self, st: &mut State, status: &DestinationStatus) {
+        let Some(h) = st.flushing.take() else { return };
+        match h.await {
+            Ok(Ok(cursor)) => {
                 status.set(&cursor);
                 st.saved = cursor;
             }
@@ -460,7 +474,9 @@ impl WebhookWorker {
             self.finish(st, done).await;
         }
         st.inflight.abort_all();
+        self.finish_flush(st, status).await;
         self.flush(st, status).await;
+        self.finish_flush(st, status).await;
         tracing::info!(destination = %self.dest.id, next_seq = st.saved.next_seq, "Destination stopped");
     }
 }

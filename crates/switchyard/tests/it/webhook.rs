@@ -553,3 +553,49 @@ destinations:
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_does_not_stall_when_the_log_rolls_to_a_new_segment() {
+    let (dir, r) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let yaml = yaml(dir.path(), &r, FAST_RETRY)
+        .replace("sources:", "storage: { segment_bytes: 4KiB }\nsources:");
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    let mut slow = Vec::new();
+    for i in 0..40 {
+        let id = format!("roll-{i}");
+        let e = json!({"type": "identify", "userId": "u", "messageId": id, "traits": {"pad": "x".repeat(900)}});
+        assert_eq!(app.post_json("/v1/identify", &e).await.0, StatusCode::OK);
+        let acked = Instant::now();
+        let got = r
+            .wait_for("the event", |g| {
+                g.iter()
+                    .any(|x| x.path == "/knock" && x.json()["messageId"] == id.as_str())
+            })
+            .await;
+        let at = got
+            .iter()
+            .find(|x| x.json()["messageId"] == id.as_str())
+            .map(|x| x.at)
+            .unwrap();
+        let ms = at.saturating_duration_since(acked).as_millis();
+        if ms > 60 {
+            slow.push((i, ms));
+        }
+    }
+    let segments = std::fs::read_dir(dir.path().join("log"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count();
+    assert!(segments > 5, "the log rolled ({segments} segments)");
+    assert!(
+        slow.len() <= 2,
+        "deliveries waited after segment rolls: {slow:?}"
+    );
+    app.stop().await;
+}
