@@ -52,7 +52,7 @@ pub(super) fn compile(
                 "backlog caps are not implemented yet",
             );
         }
-        let webhook = raw.kind == "webhook";
+        let webhook = raw.kind == "webhook" || raw.kind == "segment";
         for (field, set) in [
             ("delivery", raw.delivery.is_some()),
             ("retry", raw.retry.is_some()),
@@ -69,7 +69,9 @@ pub(super) fn compile(
             "file" => compile_file(cx, raw.settings.as_ref(), &path, &mut paths),
             "webhook" => compile_webhook(cx, &raw, &path, server)
                 .map(|w| DestinationKind::Webhook(Box::new(w))),
-            "postgres" | "segment" | "nats" => {
+            "segment" => compile_segment(cx, &raw, &path, server)
+                .map(|w| DestinationKind::Webhook(Box::new(w))),
+            "postgres" | "nats" => {
                 cx.err(
                     format!("{path}.type"),
                     format!("{} destinations are not implemented yet", raw.kind),
@@ -149,6 +151,22 @@ fn compile_webhook(
         .section(raw.settings.as_ref(), &format!("{path}.settings"))
         .unwrap_or_default();
     let signing = signing(cx, settings, &format!("{path}.settings"));
+    let (delivery, retry) = delivery_and_retry(cx, raw, path);
+    let mappings = mappings(cx, raw.mappings.as_ref(), path, server);
+    Some(WebhookConfig {
+        forward: None,
+        signing,
+        mappings,
+        delivery,
+        retry,
+    })
+}
+
+fn delivery_and_retry(
+    cx: &mut Cx,
+    raw: &RawDestination,
+    path: &str,
+) -> (DeliveryConfig, RetryConfig) {
     let d: RawDelivery = cx
         .section(raw.delivery.as_ref(), &format!("{path}.delivery"))
         .unwrap_or_default();
@@ -204,10 +222,56 @@ fn compile_webhook(
             "initial_backoff must be above 0 and at most max_backoff",
         );
     }
-    let mappings = mappings(cx, raw.mappings.as_ref(), path, server);
+    (delivery, retry)
+}
+
+/// The `segment` destination: the webhook engine with one fixed route that forwards each
+/// event, unchanged but for `context.switchyard` and `sentAt`, to `<endpoint>/v1/batch`.
+fn compile_segment(
+    cx: &mut Cx,
+    raw: &RawDestination,
+    path: &str,
+    server: &ServerConfig,
+) -> Option<WebhookConfig> {
+    let spath = format!("{path}.settings");
+    if raw.mappings.is_some() {
+        cx.err(
+            format!("{path}.mappings"),
+            "a segment destination forwards whole events and takes no mappings",
+        );
+    }
+    let s: RawSegmentSettings = cx.section(raw.settings.as_ref(), &spath)?;
+    check_literal_url(cx, &s.endpoint, &format!("{spath}.endpoint"), server);
+    if s.write_key.is_empty() {
+        cx.err(format!("{spath}.write_key"), "is required");
+    }
+    let batch_size = s.batch_size.unwrap_or(100);
+    if batch_size > 2500 {
+        cx.err(
+            format!("{spath}.batch_size"),
+            "must be at most 2500 (the Tracking API's batch limit)",
+        );
+    }
+    let (delivery, retry) = delivery_and_retry(cx, raw, path);
+    let batch_url = format!("{}/v1/batch", s.endpoint.trim_end_matches('/'));
+    let route = MappingConfig {
+        name: "forward".into(),
+        enabled: Enabled::All(true),
+        subscribe: Fql::always(),
+        url: Mapping::compile(serde_json::Value::String(batch_url.clone())).ok()?,
+        method: "POST".into(),
+        headers: Vec::new(),
+        data: Mapping::whole_event(),
+        batch_size: batch_size as usize,
+    };
+    let forward = Some(Forward {
+        batch_url,
+        write_key: s.write_key,
+    });
     Some(WebhookConfig {
-        signing,
-        mappings,
+        forward,
+        signing: Signing::None,
+        mappings: vec![route],
         delivery,
         retry,
     })

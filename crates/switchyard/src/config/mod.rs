@@ -159,13 +159,29 @@ pub enum DestinationKind {
     Webhook(Box<WebhookConfig>),
 }
 
-/// A Segment "Webhooks (Actions)" compatible destination.
+/// A Segment "Webhooks (Actions)" compatible destination; with `forward` set, the
+/// `segment` destination (forwarding to another Tracking API) built on the same engine.
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
+    pub forward: Option<Forward>,
     pub signing: Signing,
     pub mappings: Vec<MappingConfig>,
     pub delivery: DeliveryConfig,
     pub retry: RetryConfig,
+}
+
+/// Where a `segment` destination forwards to.
+#[derive(Clone)]
+pub struct Forward {
+    /// `<endpoint>/v1/batch`.
+    pub batch_url: String,
+    pub write_key: String,
+}
+
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Forward({}, ***)", self.batch_url)
+    }
 }
 
 #[derive(Clone)]

@@ -174,3 +174,12 @@ pub struct RawMapping {
     /// Segment's exported shape nests the request fields here.
     pub mapping: Option<RawAction>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSegmentSettings {
+    pub endpoint: String,
+    pub write_key: String,
+    /// Events per forwarded request (default 100; 0 = one per request).
+    pub batch_size: Option<u64>,
+}

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -191,7 +190,10 @@ impl WebhookWorker {
             .collect();
         st.window.opened(seq, at, r.next, matching.len() as u32);
         for m in matching {
-            let built = webhook::build(m, &event, &e.message_id);
+            let built = match &self.cfg.forward {
+                Some(f) => webhook::build_forward(&event, &e.message_id, f),
+                None => webhook::build(m, &event, &e.message_id),
+            };
             let mut p = Pending {
                 id: 0,
                 seq,
@@ -245,18 +247,14 @@ impl WebhookWorker {
             };
             let Some(job) = job else { break };
             let headers = webhook::attempt_headers(&job.p, &self.cfg.signing, &self.dest.id, now);
+            let body =
+                webhook::attempt_body(&job.p, self.cfg.forward.is_some(), self.clock.now_ms());
             let (client, timeout) = (self.client.clone(), self.cfg.delivery.timeout);
             st.inflight.spawn(async move {
                 let started = Instant::now();
                 let req = &job.p.request;
                 let r = client
-                    .send(
-                        &req.method,
-                        &req.url,
-                        &headers,
-                        Bytes::from(req.body.clone()),
-                        timeout,
-                    )
+                    .send(&req.method, &req.url, &headers, body, timeout)
                     .await;
                 (job, r, started.elapsed())
             });

@@ -34,6 +34,17 @@ impl Fql {
         })
     }
 
+    /// A condition every event matches (used where no condition is configured).
+    pub fn always() -> Fql {
+        Fql {
+            source: String::new(),
+            expr: Expr::Group {
+                conj: Conj::And,
+                children: Vec::new(),
+            },
+        }
+    }
+
     pub fn matches(&self, event: &Value) -> bool {
         event.is_object() && eval::matches(&self.expr, event)
     }

@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod crash;
+mod forward;
 mod harness;
 mod ingest;
 mod isolation;
