@@ -43,15 +43,22 @@ impl CursorFile {
     }
 
     pub fn save(&self, state: &CursorState) -> io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir)?;
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
-        fs::write(&tmp, bytes)?;
-        fs::File::open(&tmp)?.sync_all()?;
-        fs::rename(&tmp, &self.path)?;
-        fs::File::open(dir)?.sync_all()
+        write_atomic(
+            &self.path,
+            &serde_json::to_vec(state).map_err(io::Error::other)?,
+        )
     }
+}
+
+/// Replaces `path` with `bytes` durably: write a temporary file, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes)?;
+    fs::File::open(&tmp)?.sync_all()?;
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -40,6 +40,11 @@ pub struct DestinationReport {
     pub pending_retries: u64,
     #[serde(default)]
     pub dead_letters: u64,
+    /// A replay from the log is running, and how many events it has sent so far.
+    #[serde(default)]
+    pub replaying: bool,
+    #[serde(default)]
+    pub replayed: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -18,9 +18,14 @@ pub struct Args {
     /// The destination whose dead letters to send again.
     #[arg(long)]
     destination: String,
-    /// Only dead letters from this time on: RFC 3339, or a duration meaning "that long ago".
+    /// Only dead letters (or, with --from-log, events) from this time on: RFC 3339, or a
+    /// duration meaning "that long ago".
     #[arg(long)]
     since: Option<String>,
+    /// Backfill: send again every event the destination has already passed that was
+    /// received since --since (webhook and segment destinations).
+    #[arg(long, requires = "since")]
+    from_log: bool,
     /// How long to follow the replayed deliveries before returning.
     #[arg(long, default_value = "5m", value_parser = crate::config::units::parse_duration)]
     wait: Duration,
@@ -73,6 +78,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         url: t.url.clone(),
         auth: t.token.as_ref().map(|tok| format!("Bearer {tok}")),
     };
+    if args.from_log {
+        return from_log(&api, &args).await;
+    }
     let (retries_before, dead_before) = api.counts(&args.destination).await?;
     let body = match &args.since {
         Some(s) => json!({"since": s}),
@@ -110,6 +118,57 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         println!(
             "replayed {replayed} dead letter(s) of {}: {delivered} delivered, {failed_again} dead-lettered again, {pending} still retrying",
+            args.destination
+        );
+    }
+    Ok(())
+}
+
+async fn from_log(api: &Api, args: &Args) -> anyhow::Result<()> {
+    let path = format!("/api/v1/destinations/{}/replay", args.destination);
+    let started = api
+        .call(
+            Method::POST,
+            &path,
+            Some(json!({"from_log": true, "since": args.since})),
+        )
+        .await?;
+    let bar = std::io::stderr().is_terminal();
+    let deadline = Instant::now() + args.wait;
+    let (mut replaying, mut replayed) = (true, 0);
+    while replaying && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let report: Report =
+            serde_json::from_value(api.call(Method::GET, "/api/v1/inspect", None).await?)?;
+        let d = report
+            .destinations
+            .iter()
+            .find(|d| d.id == args.destination)
+            .ok_or_else(|| anyhow::anyhow!("no destination {:?}", args.destination))?;
+        (replaying, replayed) = (d.replaying, d.replayed);
+        if bar {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\rreplaying from the log: {replayed} event(s) sent again"
+            );
+            let _ = err.flush();
+        }
+    }
+    if bar {
+        eprintln!();
+    }
+    let summary = json!({"destination": args.destination, "from_log": true, "until_seq": started["until_seq"], "replayed": replayed, "finished": !replaying});
+    if args.format == "json" {
+        println!("{summary}");
+    } else {
+        let state = if replaying {
+            "still running"
+        } else {
+            "finished"
+        };
+        println!(
+            "replay from the log of {}: {replayed} event(s) sent again, {state}",
             args.destination
         );
     }

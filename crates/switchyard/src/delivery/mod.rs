@@ -8,6 +8,8 @@
 pub mod backoff;
 mod batch;
 pub mod http;
+mod plan;
+pub mod replay;
 pub mod store;
 pub mod webhook;
 mod window;

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -16,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::{next_delay, parse_retry_after};
 use super::batch::Batcher;
 use super::http::{HttpClient, Response, SendError};
+use super::plan;
+use super::replay::{ReplayFile, ReplayState};
 use super::store::{Attempt, DeadLetter, DeliveryStore, Pending};
 use super::webhook::{self, Outcome};
 use super::window::Window;
@@ -25,7 +28,7 @@ use crate::cursor::{CursorFile, CursorState};
 use crate::destinations::DestinationStatus;
 use crate::log::Committed;
 use crate::log::reader::{LogReader, Read1};
-use crate::log::record::Kind;
+use crate::log::segment::Position;
 use crate::telemetry::{Metrics, metrics};
 
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -42,10 +45,29 @@ pub struct WebhookWorker {
     pub metrics: Arc<Metrics>,
 }
 
-/// One attempt to make: a delivery, and whether it holds back the cursor.
+/// One attempt to make: a delivery, and whether it holds back the cursor (or, for a
+/// replay from the log, the replay's progress).
 struct Job {
     p: Pending,
     from_log: bool,
+    replay: bool,
+}
+
+impl Job {
+    fn live(p: Pending) -> Job {
+        Job {
+            p,
+            from_log: true,
+            replay: false,
+        }
+    }
+    fn stored(p: Pending) -> Job {
+        Job {
+            p,
+            from_log: false,
+            replay: false,
+        }
+    }
 }
 
 type Done = (Job, Result<Response, SendError>, Duration);
@@ -64,6 +86,18 @@ struct State {
     batcher: Batcher,
     /// The delivery-log and cursor write in progress.
     flushing: Option<tokio::task::JoinHandle<Result<CursorState, String>>>,
+    replay: Option<ReplayRun>,
+}
+
+/// A replay from the log in progress: its own reader, and how many of the current chunk's
+/// deliveries are unfinished.
+struct ReplayRun {
+    state: ReplayState,
+    reader: Option<LogReader>,
+    outstanding: usize,
+    /// Where the chunk in flight ends (saved once it is finished).
+    chunk_end: Position,
+    done: bool,
 }
 
 /// The retry map's tie-breaker: the store id, or a fresh in-memory one.
@@ -94,19 +128,19 @@ impl WebhookWorker {
             memory_ids: 0,
             batcher: Batcher::default(),
             flushing: None,
+            replay: None,
         };
         self.reload_retries(&mut st).await;
+        self.load_replay(&mut st, &status);
         let mut committed = self.committed.clone();
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         let linger = self.cfg.delivery.batch_linger.as_millis() as i64;
         loop {
             self.fill(&mut st).await;
             for batch in st.batcher.due(self.clock.now_ms(), linger) {
-                st.queue.push_back(Job {
-                    p: batch,
-                    from_log: true,
-                });
+                st.queue.push_back(Job::live(batch));
             }
+            self.replay_step(&mut st, &status).await;
             self.dispatch(&mut st);
             let batch_due = st.batcher.next_deadline(linger);
             let caught_up = st.window.read.position >= committed.borrow().end;
@@ -120,7 +154,10 @@ impl WebhookWorker {
                 _ = committed.changed(), if caught_up && room => {}
                 () = self.clock.sleep_until(next_retry.unwrap_or(i64::MAX)), if next_retry.is_some() && can_send => {}
                 () = self.clock.sleep_until(batch_due.unwrap_or(i64::MAX)), if batch_due.is_some() => {}
-                () = status.wake.notified() => self.reload_retries(&mut st).await,
+                () = status.wake.notified() => {
+                    self.reload_retries(&mut st).await;
+                    self.load_replay(&mut st, &status);
+                }
                 _ = flush.tick() => self.flush(&mut st, &status).await,
                 () = cancel.cancelled() => break,
             }
@@ -168,66 +205,125 @@ impl WebhookWorker {
     /// The deliveries of one record: one per enabled mapping whose condition matches.
     async fn plan(&self, st: &mut State, r: Read1) {
         let at = st.window.read.position;
-        let (seq, e) = (r.record.seq, r.record.entry);
-        let wanted = e.kind == Kind::Accepted
-            && !st.skip.remove(&seq)
-            && self.dest.wants(&e.source, &e.environment);
-        let event: Option<serde_json::Value> = if wanted {
-            serde_json::from_slice(&e.body).ok()
-        } else {
-            None
-        };
-        let event = event.filter(|ev| self.dest.subscribe.as_ref().is_none_or(|f| f.matches(ev)));
-        let Some(event) = event else {
+        let seq = r.record.seq;
+        if st.skip.remove(&seq) {
             st.window.opened(seq, at, r.next, 0);
             return;
-        };
-        let matching: Vec<_> = self
-            .cfg
-            .mappings
-            .iter()
-            .filter(|m| m.enabled.for_environment(&e.environment) && m.subscribe.matches(&event))
-            .collect();
-        st.window.opened(seq, at, r.next, matching.len() as u32);
-        for m in matching {
-            let built = match &self.cfg.forward {
-                Some(f) => webhook::build_forward(&event, &e.message_id, f),
-                None => webhook::build(m, &event, &e.message_id),
-            };
-            let mut p = Pending {
-                id: 0,
-                seq,
-                source: e.source.to_string(),
-                message_id: e.message_id.clone(),
-                mapping: m.name.clone(),
-                received_ms: e.received_ms,
-                request: super::store::Request {
-                    url: String::new(),
-                    method: m.method.clone(),
-                    headers: vec![],
-                    body: String::new(),
-                    signed: String::new(),
-                },
-                attempts: 0,
-                next_at_ms: 0,
-                last_status: None,
-                last_error: None,
-                members: Vec::new(),
-            };
-            match built {
-                Ok(req) => {
-                    p.request = req;
-                    if m.batch_size == 0 {
-                        st.queue.push_back(Job { p, from_log: true });
-                    } else if let Some(batch) = st.batcher.add(p, m.batch_size, self.clock.now_ms())
-                    {
-                        st.queue.push_back(Job {
-                            p: batch,
-                            from_log: true,
-                        });
+        }
+        let planned = plan::plan(&self.dest, &self.cfg, seq, &r.record.entry);
+        st.window.opened(seq, at, r.next, planned.len() as u32);
+        for d in planned {
+            match d.delivery {
+                Ok(p) if d.batch_size == 0 => st.queue.push_back(Job::live(p)),
+                Ok(p) => {
+                    if let Some(batch) = st.batcher.add(p, d.batch_size, self.clock.now_ms()) {
+                        st.queue.push_back(Job::live(batch));
                     }
                 }
-                Err(reason) => self.dead(st, Job { p, from_log: true }, reason).await,
+                Err((p, reason)) => self.dead(st, Job::live(p), reason).await,
+            }
+        }
+    }
+
+    fn load_replay(&self, st: &mut State, status: &DestinationStatus) {
+        if st.replay.is_some() {
+            return;
+        }
+        match ReplayFile::new(&self.data_dir, &self.dest.id).load() {
+            Ok(Some(state)) => {
+                tracing::info!(destination = %self.dest.id, until_seq = state.until_seq, "Replaying from the log");
+                status.replaying.store(true, Ordering::Release);
+                status.replayed.store(state.replayed, Ordering::Release);
+                let reader = Some(LogReader::new(&self.log_dir, state.position));
+                st.replay = Some(ReplayRun {
+                    chunk_end: state.position,
+                    state,
+                    reader,
+                    outstanding: 0,
+                    done: false,
+                });
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(destination = %self.dest.id, %error, "Could not read the replay state")
+            }
+        }
+    }
+
+    /// Once the previous chunk is finished: save progress, then queue the next chunk's
+    /// deliveries (only when no live delivery is waiting).
+    async fn replay_step(&self, st: &mut State, status: &DestinationStatus) {
+        let Some(run) = st.replay.as_mut() else {
+            return;
+        };
+        if run.outstanding > 0 || !st.queue.is_empty() {
+            return;
+        }
+        let file = ReplayFile::new(&self.data_dir, &self.dest.id);
+        run.state.position = run.chunk_end;
+        if run.done {
+            if let Err(error) = file.remove() {
+                tracing::error!(destination = %self.dest.id, %error, "Could not remove the finished replay state");
+            }
+            tracing::info!(destination = %self.dest.id, replayed = run.state.replayed, "Replay from the log finished");
+            status.replaying.store(false, Ordering::Release);
+            st.replay = None;
+            return;
+        }
+        if let Err(error) = file.save(&run.state) {
+            tracing::error!(destination = %self.dest.id, %error, "Could not save replay progress");
+        }
+        let Some(mut reader) = run.reader.take() else {
+            return;
+        };
+        let end = self.committed.borrow().end;
+        let Ok((reader, result)) = tokio::task::spawn_blocking(move || {
+            let r = reader.read(end, 200, 4 << 20);
+            (reader, r)
+        })
+        .await
+        else {
+            return;
+        };
+        let records = result.unwrap_or_default();
+        run.chunk_end = reader.position();
+        run.reader = Some(reader);
+        let (until, since) = (run.state.until_seq, run.state.since_ms);
+        run.done = records.is_empty() || records.iter().any(|r| r.record.seq + 1 >= until);
+        let mut jobs = Vec::new();
+        for r in records
+            .into_iter()
+            .filter(|r| r.record.seq < until && r.record.entry.received_ms >= since)
+        {
+            jobs.extend(plan::plan(
+                &self.dest,
+                &self.cfg,
+                r.record.seq,
+                &r.record.entry,
+            ));
+        }
+        run.outstanding += jobs.len();
+        run.state.replayed += jobs.len() as u64;
+        status.replayed.store(run.state.replayed, Ordering::Release);
+        for d in jobs {
+            match d.delivery {
+                Ok(p) => st.queue.push_back(Job {
+                    p,
+                    from_log: false,
+                    replay: true,
+                }),
+                Err((p, reason)) => {
+                    self.dead(
+                        st,
+                        Job {
+                            p,
+                            from_log: false,
+                            replay: true,
+                        },
+                        reason,
+                    )
+                    .await
+                }
             }
         }
     }
@@ -385,6 +481,11 @@ impl WebhookWorker {
     }
 
     fn complete(&self, st: &mut State, job: &Job) {
+        if job.replay
+            && let Some(run) = st.replay.as_mut()
+        {
+            run.outstanding = run.outstanding.saturating_sub(1);
+        }
         if !job.from_log {
             return;
         }
@@ -403,8 +504,7 @@ impl WebhookWorker {
         };
         let known: BTreeSet<u64> = st.retries.values().map(|j| j.p.id).collect();
         for p in list.into_iter().filter(|p| !known.contains(&p.id)) {
-            st.retries
-                .insert((p.next_at_ms, p.id), Job { p, from_log: false });
+            st.retries.insert((p.next_at_ms, p.id), Job::stored(p));
         }
     }
 

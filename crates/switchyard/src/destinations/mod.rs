@@ -30,8 +30,12 @@ pub struct DestinationStatus {
     next_seq: AtomicU64,
     position: Mutex<Position>,
     last_error: Mutex<Option<String>>,
-    /// Wakes the destination's worker (dead-letter replay added retries).
+    /// Wakes the destination's worker (dead-letter replay added retries, or a replay from
+    /// the log was started).
     pub wake: tokio::sync::Notify,
+    /// Whether a replay from the log is running, and how many events it has sent.
+    pub replaying: std::sync::atomic::AtomicBool,
+    pub replayed: AtomicU64,
 }
 
 impl DestinationStatus {
@@ -100,6 +104,8 @@ impl Runner {
             position: Mutex::new(state.position),
             last_error: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
+            replaying: std::sync::atomic::AtomicBool::new(false),
+            replayed: AtomicU64::new(0),
         });
         Ok((state, status))
     }

@@ -86,6 +86,13 @@ pub async fn inspect(State(state): State<AppState>) -> Result<Json<inspect::Repo
     .await
     .map_err(|e| ApiError::internal("inspect_failed", e))?
     .map_err(|e| ApiError::internal("inspect_failed", e))?;
+    let mut report = report;
+    for d in &mut report.destinations {
+        if let Some(s) = state.destinations.iter().find(|s| s.id == d.id) {
+            d.replaying = s.replaying.load(std::sync::atomic::Ordering::Acquire);
+            d.replayed = s.replayed.load(std::sync::atomic::Ordering::Acquire);
+        }
+    }
     Ok(Json(report))
 }
 

@@ -160,3 +160,87 @@ pub fn parse_since(s: &str, now_ms: i64) -> Option<i64> {
     let d = crate::config::units::parse_duration(s).ok()?;
     Some(now_ms - d.as_millis() as i64)
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogReplayBody {
+    from_log: bool,
+    since: String,
+}
+
+/// `POST /api/v1/destinations/{id}/replay` with `{"from_log": true, "since": T}`: sends
+/// again every event this destination has already passed that was received since `T`.
+pub async fn replay_from_log(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<LogReplayBody>,
+) -> Result<Json<Value>, ApiError> {
+    known(&state, &id)?;
+    if !body.from_log {
+        return Err(ApiError::bad_request(
+            "unsupported_replay",
+            "only {\"from_log\": true} is supported here; dead letters replay at .../dead-letters/replay",
+        ));
+    }
+    let Some(dest) = state.config.destinations.iter().find(|d| d.id == id) else {
+        return Err(ApiError::not_found("no such destination"));
+    };
+    if !matches!(dest.kind, crate::config::DestinationKind::Webhook(_)) {
+        return Err(ApiError::bad_request(
+            "unsupported_destination",
+            "replay from the log is supported for webhook and segment destinations",
+        ));
+    }
+    let since_ms = parse_since(&body.since, state.clock.now_ms()).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_since",
+            "since must be RFC 3339 or a duration such as 2h",
+        )
+    })?;
+    let status = state
+        .destinations
+        .iter()
+        .find(|d| d.id == id)
+        .ok_or_else(|| ApiError::not_found("no such destination"))?;
+    let file = crate::delivery::replay::ReplayFile::new(&state.config.server.data_dir, &id);
+    if status.replaying.load(std::sync::atomic::Ordering::Acquire)
+        || file.load().ok().flatten().is_some()
+    {
+        return Err(ApiError::conflict(
+            "replay_running",
+            "a replay from the log is already running for this destination",
+        ));
+    }
+    let first = crate::log::segment::list_segments(state.log.dir())
+        .map_err(|e| ApiError::internal("log_failed", e))?
+        .first()
+        .copied()
+        .unwrap_or(0);
+    // The durable cursor: what the live destination resumes from.
+    let saved = crate::cursor::CursorFile::new(&state.config.server.data_dir, &id)
+        .load()
+        .ok()
+        .flatten()
+        .map(|c| c.next_seq);
+    let until_seq = saved.unwrap_or(0).max(status.next_seq());
+    let run = crate::delivery::replay::ReplayState {
+        position: crate::log::segment::Position {
+            segment: first,
+            offset: 0,
+        },
+        until_seq,
+        since_ms,
+        replayed: 0,
+    };
+    tokio::task::spawn_blocking(move || file.save(&run))
+        .await
+        .map_err(|e| ApiError::internal("replay_failed", e))?
+        .map_err(|e| ApiError::internal("replay_failed", e))?;
+    status
+        .replaying
+        .store(true, std::sync::atomic::Ordering::Release);
+    status.wake.notify_one();
+    Ok(Json(
+        json!({"started": true, "until_seq": until_seq, "since": time(since_ms)}),
+    ))
+}

@@ -41,6 +41,10 @@ pub fn router(state: AppState) -> Router {
             get(destinations::dead_letters),
         )
         .route(
+            "/api/v1/destinations/{id}/replay",
+            post(destinations::replay_from_log),
+        )
+        .route(
             "/api/v1/destinations/{id}/dead-letters/replay",
             post(destinations::replay_all),
         )

@@ -599,3 +599,80 @@ async fn delivery_does_not_stall_when_the_log_rolls_to_a_new_segment() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_the_log_sends_past_events_again_since_a_time() {
+    let (dir, r) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let app = TestApp::start_with(dir.path(), &yaml(dir.path(), &r, FAST_RETRY)).await;
+    for i in 0..3 {
+        app.post_json("/v1/track", &track(&format!("old-{i}"), "Ping"))
+            .await;
+    }
+    r.wait_for("the first three", |g| {
+        g.iter().filter(|x| x.path == "/knock").count() >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let since = switchyard::event::timestamp::format(time::OffsetDateTime::now_utc());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for i in 0..2 {
+        app.post_json("/v1/track", &track(&format!("new-{i}"), "Ping"))
+            .await;
+    }
+    r.wait_for("all five", |g| {
+        g.iter().filter(|x| x.path == "/knock").count() >= 5
+    })
+    .await;
+    app.wait_drained().await;
+    let replay_started = Instant::now();
+    let url = app.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args([
+                "replay",
+                "--url",
+                &url,
+                "--destination",
+                "knock",
+                "--from-log",
+                "--since",
+                &since,
+                "--format",
+                "json",
+                "--wait",
+                "20s",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["replayed"].as_u64(), summary["finished"].as_bool()),
+        (Some(2), Some(true)),
+        "{summary}"
+    );
+    let again: HashSet<String> = delivered_ids(&r.received(), "/knock", replay_started);
+    assert_eq!(
+        again,
+        HashSet::from(["new-0".to_owned(), "new-1".to_owned()]),
+        "only events received since T are sent again"
+    );
+    let url = format!("{}/api/v1/destinations/knock/replay", app.url);
+    let bad = client::call(
+        Method::POST,
+        &url,
+        None,
+        Some(br#"{"from_log": true, "since": "yesterday-ish"}"#.to_vec()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
