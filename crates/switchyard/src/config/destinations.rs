@@ -52,7 +52,7 @@ pub(super) fn compile(
                 "backlog caps are not implemented yet",
             );
         }
-        let webhook = raw.kind == "webhook" || raw.kind == "segment";
+        let webhook = matches!(raw.kind.as_str(), "webhook" | "segment" | "nats");
         for (field, set) in [
             ("delivery", raw.delivery.is_some()),
             ("retry", raw.retry.is_some()),
@@ -71,7 +71,8 @@ pub(super) fn compile(
                 .map(|w| DestinationKind::Webhook(Box::new(w))),
             "segment" => compile_segment(cx, &raw, &path, server)
                 .map(|w| DestinationKind::Webhook(Box::new(w))),
-            "postgres" | "nats" => {
+            "nats" => compile_nats(cx, &raw, &path).map(|w| DestinationKind::Webhook(Box::new(w))),
+            "postgres" => {
                 cx.err(
                     format!("{path}.type"),
                     format!("{} destinations are not implemented yet", raw.kind),
@@ -155,6 +156,7 @@ fn compile_webhook(
     let mappings = mappings(cx, raw.mappings.as_ref(), path, server);
     Some(WebhookConfig {
         forward: None,
+        nats: None,
         signing,
         mappings,
         delivery,
@@ -270,6 +272,7 @@ fn compile_segment(
     });
     Some(WebhookConfig {
         forward,
+        nats: None,
         signing: Signing::None,
         mappings: vec![route],
         delivery,
@@ -486,4 +489,57 @@ fn check_literal_url(cx: &mut Cx, text: &str, path: &str, server: &ServerConfig)
             format!("deliveries will fail: {why}"),
         ));
     }
+}
+
+/// The `nats` destination: the delivery engine with one route that publishes each whole
+/// event to a subject rendered from a template.
+fn compile_nats(cx: &mut Cx, raw: &RawDestination, path: &str) -> Option<WebhookConfig> {
+    let spath = format!("{path}.settings");
+    if raw.mappings.is_some() {
+        cx.err(
+            format!("{path}.mappings"),
+            "a nats destination publishes whole events and takes no mappings",
+        );
+    }
+    let s: RawNatsSettings = cx.section(raw.settings.as_ref(), &spath)?;
+    let url = s.url.unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    let sample = crate::delivery::nats::render_subject(&s.subject, &serde_json::json!({}));
+    let valid = !sample.is_empty()
+        && sample
+            .split('.')
+            .all(|t| !t.is_empty() && !t.contains(char::is_whitespace))
+        && !sample.contains(['*', '>']);
+    if !valid {
+        cx.err(
+            format!("{spath}.subject"),
+            format!(
+                "{:?} is not a valid subject template (dot-separated tokens, no wildcards)",
+                s.subject
+            ),
+        );
+    }
+    let (delivery, retry) = delivery_and_retry(cx, raw, path);
+    let route = MappingConfig {
+        name: "nats".into(),
+        enabled: Enabled::All(true),
+        subscribe: Fql::always(),
+        url: Mapping::compile(serde_json::Value::String(url.clone())).ok()?,
+        method: "PUBLISH".into(),
+        headers: Vec::new(),
+        data: Mapping::whole_event(),
+        batch_size: 0,
+    };
+    let nats = Some(NatsTarget {
+        url,
+        subject: s.subject,
+        core: s.core.unwrap_or(false),
+    });
+    Some(WebhookConfig {
+        forward: None,
+        nats,
+        signing: Signing::None,
+        mappings: vec![route],
+        delivery,
+        retry,
+    })
 }

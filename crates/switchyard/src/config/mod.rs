@@ -164,10 +164,22 @@ pub enum DestinationKind {
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
     pub forward: Option<Forward>,
+    /// Set for the `nats` destination: publish instead of HTTP.
+    pub nats: Option<NatsTarget>,
     pub signing: Signing,
     pub mappings: Vec<MappingConfig>,
     pub delivery: DeliveryConfig,
     pub retry: RetryConfig,
+}
+
+/// Where a `nats` destination publishes.
+#[derive(Debug, Clone)]
+pub struct NatsTarget {
+    pub url: String,
+    /// A subject template such as `events.{{type}}`.
+    pub subject: String,
+    /// Plain (at-most-once) publishes instead of JetStream.
+    pub core: bool,
 }
 
 /// Where a `segment` destination forwards to.

@@ -8,6 +8,7 @@
 pub mod backoff;
 mod batch;
 pub mod http;
+pub mod nats;
 mod plan;
 pub mod replay;
 pub mod store;

@@ -30,9 +30,10 @@ pub fn plan(dest: &DestinationConfig, cfg: &WebhookConfig, seq: u64, e: &Entry) 
         .filter(|m| m.enabled.for_environment(&e.environment) && m.subscribe.matches(&event));
     matching
         .map(|m| {
-            let built = match &cfg.forward {
-                Some(f) => webhook::build_forward(&event, &e.message_id, f),
-                None => webhook::build(m, &event, &e.message_id),
+            let built = match (&cfg.forward, &cfg.nats) {
+                (Some(f), _) => webhook::build_forward(&event, &e.message_id, f),
+                (None, Some(n)) => Ok(nats_request(n, &event, e, &dest.id, &m.name)),
+                (None, None) => webhook::build(m, &event, &e.message_id),
             };
             let empty = Request {
                 url: String::new(),
@@ -68,4 +69,25 @@ pub fn plan(dest: &DestinationConfig, cfg: &WebhookConfig, seq: u64, e: &Entry) 
             }
         })
         .collect()
+}
+
+/// A NATS publish: the rendered subject, `Nats-Msg-Id` (the same hash as `webhook-id`), and
+/// the event exactly as logged.
+fn nats_request(
+    n: &crate::config::NatsTarget,
+    event: &serde_json::Value,
+    e: &Entry,
+    dest: &str,
+    route: &str,
+) -> Request {
+    let id = crate::signing::webhook_id(&e.source, &e.message_id, dest, route);
+    let body = String::from_utf8_lossy(&e.body).into_owned();
+    let subject = super::nats::render_subject(&n.subject, event);
+    Request {
+        url: subject,
+        method: "PUBLISH".into(),
+        headers: vec![("Nats-Msg-Id".into(), id)],
+        signed: String::new(),
+        body,
+    }
 }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::{next_delay, parse_retry_after};
 use super::batch::Batcher;
 use super::http::{HttpClient, Response, SendError};
+use super::nats::NatsPublisher;
 use super::plan;
 use super::replay::{ReplayFile, ReplayState};
 use super::store::{Attempt, DeadLetter, DeliveryStore, Pending};
@@ -87,6 +88,8 @@ struct State {
     /// The delivery-log and cursor write in progress.
     flushing: Option<tokio::task::JoinHandle<Result<CursorState, String>>>,
     replay: Option<ReplayRun>,
+    /// The NATS connection of a `nats` destination.
+    nats: Option<NatsPublisher>,
 }
 
 /// A replay from the log in progress: its own reader, and how many of the current chunk's
@@ -129,7 +132,14 @@ impl WebhookWorker {
             batcher: Batcher::default(),
             flushing: None,
             replay: None,
+            nats: None,
         };
+        if let Some(target) = &self.cfg.nats {
+            match self.connect_nats(target, &status, &cancel).await {
+                Some(n) => st.nats = Some(n),
+                None => return,
+            }
+        }
         self.reload_retries(&mut st).await;
         self.load_replay(&mut st, &status);
         let mut committed = self.committed.clone();
@@ -221,6 +231,40 @@ impl WebhookWorker {
                     }
                 }
                 Err((p, reason)) => self.dead(st, Job::live(p), reason).await,
+            }
+        }
+    }
+
+    /// Connects to NATS and checks that a JetStream stream captures the subject (unless
+    /// `core`), retrying every few seconds; the backlog waits on disk meanwhile.
+    async fn connect_nats(
+        &self,
+        t: &crate::config::NatsTarget,
+        status: &DestinationStatus,
+        cancel: &CancellationToken,
+    ) -> Option<NatsPublisher> {
+        let sample = super::nats::render_subject(&t.subject, &serde_json::json!({"type": "track"}));
+        loop {
+            let attempt = async {
+                let n = NatsPublisher::connect(&t.url, t.core).await?;
+                if !t.core {
+                    n.stream_for(&sample).await?;
+                }
+                Ok::<_, String>(n)
+            };
+            match attempt.await {
+                Ok(n) => {
+                    status.set_error(None);
+                    return Some(n);
+                }
+                Err(error) => {
+                    tracing::error!(destination = %self.dest.id, %error, "NATS destination is not ready; retrying in 5s");
+                    status.set_error(Some(error));
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                () = cancel.cancelled() => return None,
             }
         }
     }
@@ -345,13 +389,30 @@ impl WebhookWorker {
             let headers = webhook::attempt_headers(&job.p, &self.cfg.signing, &self.dest.id, now);
             let body =
                 webhook::attempt_body(&job.p, self.cfg.forward.is_some(), self.clock.now_ms());
-            let (client, timeout) = (self.client.clone(), self.cfg.delivery.timeout);
+            let (client, timeout, nats) = (
+                self.client.clone(),
+                self.cfg.delivery.timeout,
+                st.nats.clone(),
+            );
             st.inflight.spawn(async move {
                 let started = Instant::now();
                 let req = &job.p.request;
-                let r = client
-                    .send(&req.method, &req.url, &headers, body, timeout)
-                    .await;
+                let r = match &nats {
+                    Some(n) => {
+                        let id = req
+                            .headers
+                            .iter()
+                            .find(|(k, _)| k == "Nats-Msg-Id")
+                            .map(|(_, v)| v.as_str())
+                            .unwrap_or_default();
+                        n.publish(&req.url, id, body, timeout).await
+                    }
+                    None => {
+                        client
+                            .send(&req.method, &req.url, &headers, body, timeout)
+                            .await
+                    }
+                };
                 (job, r, started.elapsed())
             });
         }

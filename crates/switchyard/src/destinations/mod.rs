@@ -51,6 +51,9 @@ impl DestinationStatus {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+    pub fn set_error(&self, e: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
     pub fn set(&self, s: &CursorState) {
         self.next_seq.store(s.next_seq, Ordering::Release);
         *self.position.lock().unwrap_or_else(|p| p.into_inner()) = s.position;

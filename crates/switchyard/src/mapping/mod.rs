@@ -4,7 +4,7 @@
 //! mapping); `Mapping::evaluate` resolves against an event. Where Segment's JavaScript has
 //! oddities, `docs/divergences.md` lists what we do instead.
 
-pub(crate) mod path;
+pub mod path;
 mod resolve;
 mod validate;
 

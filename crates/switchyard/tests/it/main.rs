@@ -8,6 +8,7 @@ mod forward;
 mod harness;
 mod ingest;
 mod isolation;
+mod nats;
 mod receiver;
 mod sdk;
 mod signing;

@@ -1,0 +1,183 @@
+//! The `nats` destination against a real NATS server with JetStream
+//! (`SWITCHYARD_NATS_URL`, default nats://127.0.0.1:4222).
+
+use std::time::{Duration, Instant};
+
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+use switchyard::cli::client;
+
+use crate::harness::*;
+
+fn nats_url() -> String {
+    std::env::var("SWITCHYARD_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+async fn connect() -> Option<async_nats::jetstream::Context> {
+    let url = nats_url();
+    match tokio::time::timeout(Duration::from_secs(3), async_nats::connect(&url)).await {
+        Ok(Ok(c)) => Some(async_nats::jetstream::new(c)),
+        _ => {
+            assert!(
+                !require_services(),
+                "NATS is not reachable at {url} and SWITCHYARD_REQUIRE_SERVICES=1"
+            );
+            eprintln!("SKIPPED: NATS is not reachable at {url}");
+            None
+        }
+    }
+}
+
+async fn message_count(stream: &mut async_nats::jetstream::stream::Stream) -> u64 {
+    stream.info().await.map(|i| i.state.messages).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_published_to_jetstream_once_even_when_replayed() {
+    let Some(js) = connect().await else { return };
+    let tag = format!("sytest_{}", uuid::Uuid::new_v4().simple());
+    let mut stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: tag.to_uppercase(),
+            subjects: vec![format!("{tag}.>")],
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .expect("create a test stream");
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "server: {{ listen: 127.0.0.1:0, data_dir: \"{}\", min_free_disk: 1MiB }}\nsources:\n  - {{ id: web, type: http_api, write_keys: {{ production: {KEY} }} }}\ndestinations:\n  - {{ id: stream, type: nats, settings: {{ url: \"{}\", subject: \"{tag}.{{{{type}}}}\" }} }}\n",
+        dir.path().display(),
+        nats_url()
+    );
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    let events = json!({"batch": [
+        {"type": "track", "event": "A", "userId": "u", "messageId": "n-1"},
+        {"type": "track", "event": "B", "userId": "u", "messageId": "n-2"},
+        {"type": "identify", "userId": "u", "messageId": "n-3", "traits": {"plan": "pro"}}
+    ]});
+    assert_eq!(app.post_json("/v1/batch", &events).await.0, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while message_count(&mut stream).await < 3 {
+        assert!(Instant::now() < deadline, "events never reached the stream");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut seen = Vec::new();
+    for seq in 1..=3 {
+        let m = stream.get_raw_message(seq).await.unwrap();
+        let body: Value = serde_json::from_slice(&m.payload).unwrap();
+        let msg_id = m
+            .headers
+            .get("Nats-Msg-Id")
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            msg_id,
+            switchyard::signing::webhook_id(
+                "web",
+                body["messageId"].as_str().unwrap(),
+                "stream",
+                "nats"
+            )
+        );
+        seen.push((
+            m.subject.to_string(),
+            body["messageId"].as_str().unwrap().to_owned(),
+        ));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (format!("{tag}.identify"), "n-3".to_owned()),
+            (format!("{tag}.track"), "n-1".to_owned()),
+            (format!("{tag}.track"), "n-2".to_owned())
+        ]
+    );
+
+    // A replay publishes everything again; JetStream drops the repeats by Nats-Msg-Id.
+    // (It covers what the destination had finished as of its last saved progress.)
+    app.wait_drained().await;
+    let url = format!("{}/api/v1/destinations/stream/replay", app.url);
+    let r = client::call(
+        Method::POST,
+        &url,
+        None,
+        Some(br#"{"from_log": true, "since": "1h"}"#.to_vec()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, report) = app.get("/api/v1/inspect").await;
+        if report["destinations"][0]["replaying"] == false
+            && report["destinations"][0]["replayed"] == 3
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replay never finished: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        message_count(&mut stream).await,
+        3,
+        "replayed publishes were deduplicated"
+    );
+    let (_, log) = app.get("/api/v1/destinations/stream/deliveries").await;
+    assert!(
+        log["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["response"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("duplicate"))),
+        "{log}"
+    );
+    app.stop().await;
+    let _ = js.delete_stream(tag.to_uppercase()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_no_stream_captures_is_reported_and_nothing_is_lost() {
+    let Some(_js) = connect().await else { return };
+    let tag = format!("sytest_nostream_{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "server: {{ listen: 127.0.0.1:0, data_dir: \"{}\", min_free_disk: 1MiB }}\nsources:\n  - {{ id: web, type: http_api, write_keys: {{ production: {KEY} }} }}\ndestinations:\n  - {{ id: stream, type: nats, settings: {{ url: \"{}\", subject: \"{tag}.{{{{type}}}}\" }} }}\n",
+        dir.path().display(),
+        nats_url()
+    );
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    app.post_json(
+        "/v1/track",
+        &json!({"type": "track", "event": "A", "userId": "u", "messageId": "x-1"}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, report) = app.get("/api/v1/inspect").await;
+        let d = &report["destinations"][0];
+        if d["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no JetStream stream captures"))
+        {
+            assert_eq!(d["backlog"], 1, "the event waits on disk: {report}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no clear error: {report}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
