@@ -181,3 +181,53 @@ async fn a_subject_no_stream_captures_is_reported_and_nothing_is_lost() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_when_no_stream_captures_the_subject_unless_core() {
+    if connect().await.is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let write = |core: bool| {
+        let path = dir.path().join(format!("c-{core}.yaml"));
+        let yaml = format!(
+            "sources:\n  - {{ id: web, type: http_api, write_keys: {{ production: k }} }}\ndestinations:\n  - {{ id: stream, type: nats, settings: {{ url: \"{}\", subject: \"sytest_never_captured.{{{{type}}}}\", core: {core} }} }}\n",
+            nats_url()
+        );
+        std::fs::write(&path, yaml).unwrap();
+        path
+    };
+    let run = |path: std::path::PathBuf| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("check")
+            .arg("--config")
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let out = tokio::task::spawn_blocking({
+        let p = write(false);
+        move || run(p)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(
+            "error destinations[stream].settings.subject no JetStream stream captures"
+        ),
+        "{text}"
+    );
+    let out = tokio::task::spawn_blocking({
+        let p = write(true);
+        move || run(p)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "core: true is at most once and needs no stream"
+    );
+}
