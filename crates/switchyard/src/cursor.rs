@@ -33,13 +33,7 @@ impl CursorFile {
     }
 
     pub fn load(&self) -> io::Result<Option<CursorState>> {
-        match fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        read_json(&self.path)
     }
 
     pub fn save(&self, state: &CursorState) -> io::Result<()> {
@@ -47,6 +41,17 @@ impl CursorFile {
             &self.path,
             &serde_json::to_vec(state).map_err(io::Error::other)?,
         )
+    }
+}
+
+/// Reads a JSON file; `None` when it does not exist.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

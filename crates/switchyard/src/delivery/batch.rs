@@ -25,14 +25,18 @@ pub struct Batcher {
     open: HashMap<Key, Open>,
 }
 
-fn key(p: &Pending) -> Key {
-    let headers = p
-        .request
+/// A delivery's headers without its own `Idempotency-Key`.
+fn shared_headers(p: &Pending) -> Vec<(String, String)> {
+    p.request
         .headers
         .iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case("idempotency-key"))
         .cloned()
-        .collect();
+        .collect()
+}
+
+fn key(p: &Pending) -> Key {
+    let headers = shared_headers(p);
     (
         p.mapping.clone(),
         p.request.url.clone(),
@@ -104,13 +108,7 @@ fn seal(items: Vec<Pending>) -> Pending {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let mut headers: Vec<(String, String)> = first
-        .request
-        .headers
-        .iter()
-        .filter(|(k, _)| !k.eq_ignore_ascii_case("idempotency-key"))
-        .cloned()
-        .collect();
+    let mut headers = shared_headers(first);
     headers.push(("idempotency-key".into(), batch_id.clone()));
     Pending {
         id: 0,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cursor::write_atomic;
+use crate::cursor::{read_json, write_atomic};
 use crate::log::segment::Position;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -38,13 +38,7 @@ impl ReplayFile {
     }
 
     pub fn load(&self) -> io::Result<Option<ReplayState>> {
-        match fs::read(&self.path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        read_json(&self.path)
     }
 
     pub fn save(&self, s: &ReplayState) -> io::Result<()> {
