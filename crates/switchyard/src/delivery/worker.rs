@@ -154,7 +154,7 @@ impl WebhookWorker {
             self.dispatch(&mut st);
             let batch_due = st.batcher.next_deadline(linger);
             let caught_up = st.window.read.position >= committed.borrow().end;
-            let room = st.window.held() < self.cfg.delivery.max_in_flight;
+            let room = self.room(&st) > 0;
             let next_retry = st.retries.keys().next().map(|(at, _)| *at);
             let can_send = st.inflight.len() < self.cfg.delivery.concurrency;
             tokio::select! {
@@ -175,13 +175,19 @@ impl WebhookWorker {
         self.drain(&mut st, &status).await;
     }
 
+    /// How many more records may be read: `max_in_flight` bounds the records in the window
+    /// and the deliveries waiting in the retry set together, so a failing destination stops
+    /// reading and its backlog waits in the log on disk, not in memory.
+    fn room(&self, st: &State) -> usize {
+        // Retries being attempted right now are in `inflight` only; counting every attempt in
+        // flight over-counts live ones (also held by the window) by at most `concurrency`.
+        let busy = st.window.held() + st.retries.len() + st.inflight.len();
+        self.cfg.delivery.max_in_flight.saturating_sub(busy)
+    }
+
     /// Reads more records while the window has room, turning them into jobs.
     async fn fill(&self, st: &mut State) {
-        let room = self
-            .cfg
-            .delivery
-            .max_in_flight
-            .saturating_sub(st.window.held());
+        let room = self.room(st);
         let end = self.committed.borrow().end;
         if room == 0 || st.window.read.position >= end || !st.queue.is_empty() {
             return;

@@ -676,3 +676,51 @@ async fn replay_from_the_log_sends_past_events_again_since_a_time() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_destination_keeps_its_backlog_on_disk_not_in_memory() {
+    let (dir, r) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let yaml = yaml(
+        dir.path(),
+        &r,
+        "{ initial_backoff: 200ms, max_backoff: 400ms }",
+    )
+    .replace(
+        "delivery: { timeout: 300ms }",
+        "delivery: { timeout: 300ms, max_in_flight: 20 }",
+    );
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    r.answer(503);
+    let batch: Vec<Value> = (0..100)
+        .map(|i| track(&format!("bl-{i}"), "Ping"))
+        .collect();
+    assert_eq!(
+        app.post_json("/v1/batch", &json!({"batch": batch})).await.0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, report) = app.get("/api/v1/inspect").await;
+    let knock = report["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "knock")
+        .unwrap()
+        .clone();
+    assert!(
+        knock["pending_retries"].as_u64().unwrap() <= 20,
+        "retries are bounded by max_in_flight: {knock}"
+    );
+    assert!(
+        knock["backlog"].as_u64().unwrap() >= 80,
+        "the rest waits in the log: {knock}"
+    );
+    let recovered_at = Instant::now();
+    r.answer(200);
+    let want: HashSet<String> = (0..100).map(|i| format!("bl-{i}")).collect();
+    r.wait_for("every event once the destination recovers", |g| {
+        delivered_ids(g, "/knock", recovered_at).is_superset(&want)
+    })
+    .await;
+    app.stop().await;
+}
