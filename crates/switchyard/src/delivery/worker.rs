@@ -33,6 +33,9 @@ use crate::log::segment::Position;
 use crate::telemetry::{Metrics, metrics};
 
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// Attempts buffered for the delivery log while a write is slow; the oldest beyond this
+/// are dropped from the log (never from delivery), with a warning.
+const MAX_BUFFERED_ATTEMPTS: usize = 20_000;
 
 pub struct WebhookWorker {
     pub dest: DestinationConfig,
@@ -461,6 +464,12 @@ impl WebhookWorker {
                 response: response.clone(),
                 outcome: label.to_owned(),
             });
+        }
+        if st.attempts.len() > MAX_BUFFERED_ATTEMPTS {
+            // Drop down to half, so a long stall warns now and then, not per attempt.
+            let drop = st.attempts.len() - MAX_BUFFERED_ATTEMPTS / 2;
+            st.attempts.drain(..drop);
+            tracing::warn!(destination = %self.dest.id, dropped = drop, "Delivery log write is behind; dropped the oldest log entries (deliveries are unaffected)");
         }
         match outcome {
             Outcome::Delivered => {

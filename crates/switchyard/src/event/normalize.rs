@@ -76,18 +76,12 @@ impl Key<'static> {
     }
 }
 
-impl From<&'static str> for Key<'_> {
-    fn from(name: &'static str) -> Self {
-        Key(Cow::Borrowed(name))
-    }
-}
-
 type Fields<'a> = IndexMap<Key<'a>, Out<'a>>;
 
 pub fn normalize(raw: &RawValue, cx: &RequestContext<'_>) -> Result<Normalized, Rejection> {
-    let message_id_hint = message_id_hint(raw);
+    // The messageId is looked up again only for a rejected event, off the accepted path.
     normalize_inner(raw, cx).map_err(|mut r| {
-        r.message_id = message_id_hint;
+        r.message_id = message_id_hint(raw);
         r
     })
 }
@@ -253,24 +247,24 @@ fn set_timestamps(f: &mut Fields<'_>, cx: &RequestContext<'_>, warnings: &mut Ve
     let sent_at = parse_field(own_sent.or(cx.sent_at), "sentAt");
     let c = timestamp::correct(cx.received_at, sent_at, original);
     f.insert(
-        "timestamp".into(),
+        Key::of("timestamp"),
         Out::Owned(json_string(&timestamp::format(c.timestamp))),
     );
     if let Some(o) = c.original {
         f.insert(
-            "originalTimestamp".into(),
+            Key::of("originalTimestamp"),
             Out::Owned(json_string(&timestamp::format(o))),
         );
     }
     match sent_at {
         Some(s) => f.insert(
-            "sentAt".into(),
+            Key::of("sentAt"),
             Out::Owned(json_string(&timestamp::format(s))),
         ),
         None => f.shift_remove("sentAt"),
     };
     f.insert(
-        "receivedAt".into(),
+        Key::of("receivedAt"),
         Out::Owned(json_string(&timestamp::format(cx.received_at))),
     );
 }

@@ -45,10 +45,6 @@ impl Mapping {
         }
         resolve::resolve(&self.0, input)
     }
-
-    pub fn as_value(&self) -> &Value {
-        &self.0
-    }
 }
 
 #[cfg(test)]
