@@ -149,6 +149,25 @@ async fn a_real_sdk_event_reaches_the_right_mappings_signed() {
     app.stop().await;
 }
 
+/// Waits (10 s at most) until `dest` has at least `n` dead letters, and returns them.
+async fn dead_letters_once(app: &TestApp, dest: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = app
+            .get(&format!("/api/v1/destinations/{dest}/dead-letters"))
+            .await;
+        let list = body["dead_letters"].as_array().cloned().unwrap_or_default();
+        if list.len() >= n {
+            return list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{dest} never had {n} dead letters: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn deliveries(app: &TestApp, dest: &str) -> Vec<Value> {
     let (status, body) = app
         .get(&format!(
@@ -223,15 +242,7 @@ async fn permanent_failures_dead_letter_and_replay_delivers_them() {
         app.post_json("/v1/track", &track(&format!("dl-{i}"), "Ping"))
             .await;
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let dead = loop {
-        let (_, body) = app.get("/api/v1/destinations/knock/dead-letters").await;
-        let list = body["dead_letters"].as_array().cloned().unwrap_or_default();
-        if list.len() == 3 || Instant::now() > deadline {
-            break list;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let dead = dead_letters_once(&app, "knock", 3).await;
     assert_eq!(dead.len(), 3, "{dead:?}");
     assert_eq!(
         (dead[0]["reason"].as_str(), dead[0]["last_status"].as_u64()),
@@ -400,23 +411,15 @@ async fn retries_expire_into_the_dead_letter_queue_by_the_clock_not_by_sleeping(
         "the next attempt waits for the clock"
     );
     clock.advance(Duration::from_secs(2 * 3600));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = app.get("/api/v1/destinations/knock/dead-letters").await;
-        if let Some(d) = body["dead_letters"].as_array().and_then(|l| l.first()) {
-            assert!(
-                d["reason"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("retry.max_age (1.00h) exceeded; last attempt: HTTP 500"),
-                "{d}"
-            );
-            assert_eq!(d["attempts"], 2);
-            break;
-        }
-        assert!(Instant::now() < deadline, "never dead-lettered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let d = dead_letters_once(&app, "knock", 1).await.remove(0);
+    assert!(
+        d["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("retry.max_age (1.00h) exceeded; last attempt: HTTP 500"),
+        "{d}"
+    );
+    assert_eq!(d["attempts"], 2);
     app.stop().await;
 }
 
@@ -434,19 +437,11 @@ async fn egress_to_private_addresses_is_refused_with_a_clear_reason() {
     );
     let app = TestApp::start_with(dir.path(), &yaml).await;
     app.post_json("/v1/track", &track("ssrf-1", "Ping")).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = app.get("/api/v1/destinations/knock/dead-letters").await;
-        if let Some(d) = body["dead_letters"].as_array().and_then(|l| l.first()) {
-            assert!(
-                d["reason"].as_str().unwrap().contains("loopback address"),
-                "{d}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "never dead-lettered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let d = dead_letters_once(&app, "knock", 1).await.remove(0);
+    assert!(
+        d["reason"].as_str().unwrap().contains("loopback address"),
+        "{d}"
+    );
     assert!(
         r.received().is_empty(),
         "nothing reached the private address"
