@@ -24,6 +24,7 @@ pub mod destinations;
 pub mod egress;
 pub mod event;
 pub mod fql;
+pub mod functions;
 pub mod http;
 pub mod ingest;
 pub mod inspect;

@@ -73,6 +73,48 @@ impl HttpClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Response, SendError> {
+        let resp = self
+            .exchange(method, url, headers, body, timeout, MAX_RESPONSE_READ, true)
+            .await?;
+        let cut = resp.body.len().min(KEEP_RESPONSE);
+        let retry_after = resp
+            .headers
+            .iter()
+            .find(|(k, _)| k == "retry-after")
+            .map(|(_, v)| v.clone());
+        Ok(Response {
+            status: resp.status,
+            body_prefix: String::from_utf8_lossy(&resp.body[..cut]).into_owned(),
+            retry_after,
+        })
+    }
+
+    /// One request with the whole response (at most `max_body` bytes, else an error):
+    /// `fetch` in source functions.
+    pub async fn fetch(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: Bytes,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<FullResponse, SendError> {
+        self.exchange(method, url, headers, body, timeout, max_body, false)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: Bytes,
+        timeout: Duration,
+        max_body: usize,
+        truncate: bool,
+    ) -> Result<FullResponse, SendError> {
         let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());
@@ -87,28 +129,38 @@ impl HttpClient {
                 .await
                 .map_err(|e| classify_error(&e))?;
             let status = resp.status().as_u16();
-            let retry_after = resp
+            let headers = resp
                 .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let body = Limited::new(resp.into_body(), MAX_RESPONSE_READ)
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            let cut = body.len().min(KEEP_RESPONSE);
-            let body_prefix = String::from_utf8_lossy(&body[..cut]).into_owned();
-            Ok(Response {
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect();
+            let body = match Limited::new(resp.into_body(), max_body).collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(_) if truncate => Bytes::new(),
+                Err(e) => {
+                    return Err(SendError::Network(format!(
+                        "reading the response failed (limit {max_body} bytes): {e}"
+                    )));
+                }
+            };
+            Ok(FullResponse {
                 status,
-                body_prefix,
-                retry_after,
+                headers,
+                body,
             })
         };
         tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or(Err(SendError::Timeout))
     }
+}
+
+/// A whole response, for `fetch`.
+#[derive(Debug, Clone)]
+pub struct FullResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
 }
 
 fn classify_error(e: &hyper_util::client::legacy::Error) -> SendError {

@@ -1,0 +1,174 @@
+//! Source functions (SPEC §6, reference §2): Segment's `onRequest(request, settings)` run in
+//! embedded QuickJS (rquickjs).
+//!
+//! - `prelude.js`: the globals Segment's runtime provides (Segment.*, error classes, URL,
+//!   Headers, fetch, console capture).
+//! - `host.rs`: the Rust side of atob/btoa, randomUUID and fetch.
+//! - `engine.rs`: one function in its own runtime (memory cap) with a deadline that interrupts
+//!   even `while(true){}`.
+//! - `pool.rs`: worker threads behind a bounded queue, with a per-source share so a runaway
+//!   function cannot occupy every worker.
+//! - `logs.rs`: the bounded per-source function log.
+
+pub mod engine;
+pub mod host;
+pub mod logs;
+pub mod pool;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+pub use engine::{CompileError, check};
+pub use pool::{Pool, PoolError};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub deadline: Duration,
+    /// Bytes one function's runtime may allocate.
+    pub memory: usize,
+}
+
+/// The request a function sees.
+#[derive(Debug, Clone, Default)]
+pub struct FnRequest {
+    /// The raw body as text (invalid UTF-8 replaced).
+    pub body: String,
+    /// Header names and values, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub url: String,
+}
+
+/// How a run ended when it did not succeed; decides the HTTP answer (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Validation,
+    InvalidEventPayload,
+    EventNotSupported,
+    Retry,
+    Other,
+    Timeout,
+    Memory,
+    /// The engine itself failed (not the function's fault).
+    Internal,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FnError {
+    pub kind: ErrorKind,
+    /// The JavaScript class name, e.g. `ValidationError`.
+    pub name: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stack: String,
+    #[serde(skip)]
+    pub location: Option<String>,
+}
+
+impl FnError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> FnError {
+        let name = match kind {
+            ErrorKind::Timeout => "TimeoutError",
+            ErrorKind::Memory => "OutOfMemory",
+            ErrorKind::Internal => "InternalError",
+            _ => "Error",
+        };
+        FnError {
+            kind,
+            name: name.into(),
+            message: message.into(),
+            stack: String::new(),
+            location: None,
+        }
+    }
+
+    /// Classifies a thrown error by its class name (reference §2.4).
+    pub fn named(name: &str, message: String) -> FnError {
+        let kind = match name {
+            "ValidationError" => ErrorKind::Validation,
+            "InvalidEventPayload" => ErrorKind::InvalidEventPayload,
+            "EventNotSupported" => ErrorKind::EventNotSupported,
+            "RetryError" => ErrorKind::Retry,
+            "InternalError" if message.contains("out of memory") => ErrorKind::Memory,
+            _ => ErrorKind::Other,
+        };
+        FnError {
+            kind,
+            name: name.to_owned(),
+            message,
+            stack: String::new(),
+            location: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogLine {
+    pub level: String,
+    pub message: String,
+}
+
+/// What one run produced. Events and objects are JSON as the function built them.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub events: Vec<Box<RawValue>>,
+    /// `Segment.set` objects: `{collection, id, properties}`.
+    pub objects: Vec<Box<RawValue>>,
+    pub logs: Vec<LogLine>,
+    pub error: Option<FnError>,
+    pub duration: Duration,
+}
+
+impl Outcome {
+    pub fn failed(e: FnError) -> Outcome {
+        Outcome {
+            error: Some(e),
+            ..Outcome::default()
+        }
+    }
+}
+
+/// The prelude's `__poll()` result.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Settled {
+    ok: bool,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    stack: String,
+    #[serde(default)]
+    logs: Vec<LogLine>,
+    #[serde(default)]
+    events: Vec<Box<RawValue>>,
+    #[serde(default)]
+    objects: Vec<Box<RawValue>>,
+}
+
+impl Settled {
+    fn into_outcome(self) -> Outcome {
+        // A failed run emits nothing (SPEC §6), but its console output is kept.
+        if !self.ok {
+            let mut e = FnError::named(&self.name, self.message);
+            e.stack = self.stack;
+            return Outcome {
+                logs: self.logs,
+                error: Some(e),
+                ..Outcome::default()
+            };
+        }
+        Outcome {
+            events: self.events,
+            objects: self.objects,
+            logs: self.logs,
+            error: None,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
