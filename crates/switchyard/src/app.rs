@@ -27,8 +27,9 @@ use crate::destinations::{DestinationStatus, Runner};
 use crate::egress::EgressPolicy;
 use crate::log::{Log, LogOptions, retention};
 use crate::recent::{RecentEvent, RecentStore};
-use crate::state::{AppState, Phase};
+use crate::state::{AppState, Parts, Phase};
 use crate::telemetry::Metrics;
+use crate::webhooks::Webhooks;
 
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 
@@ -71,12 +72,27 @@ pub async fn run_with_clock(
         DeliveryStore::open(&data_dir.join("deliveries.redb"))
             .context("cannot open the delivery store")?,
     );
-    let tasks = destination_tasks(&config, &log, &metrics, &store, &clock)?;
-    let statuses = tasks.iter().map(|(_, _, s)| s.clone()).collect();
+    let policy = EgressPolicy {
+        allow_private_networks: config.server.allow_private_networks,
+        allow: config.server.egress_allow.clone(),
+    };
+    let client =
+        HttpClient::new(policy).context("cannot load the system's TLS root certificates")?;
+    let tasks = destination_tasks(&config, &log, &metrics, &store, &clock, &client)?;
+    let destinations = tasks.iter().map(|(_, _, s)| s.clone()).collect();
     let shutdown_timeout = config.server.shutdown_timeout;
-    let state = AppState::new(
-        config, log, recovery, recent, metrics, statuses, store, clock,
-    );
+    let webhooks = Webhooks::open(&config, client)?;
+    let state = AppState::new(Parts {
+        config,
+        log,
+        recovery,
+        recent,
+        metrics,
+        destinations,
+        store,
+        clock,
+        webhooks,
+    });
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     for (task, cursor, status) in tasks {
@@ -86,6 +102,7 @@ pub async fn run_with_clock(
         };
     }
     tracker.spawn(housekeeping(state.clone(), cancel.clone()));
+    tracker.spawn(crate::webhooks::retry::run(state.clone(), cancel.clone()));
     state.set_phase(Phase::Ready);
     serve(state.clone(), listener, shutdown, shutdown_timeout).await?;
 
@@ -113,13 +130,8 @@ fn destination_tasks(
     metrics: &Arc<Metrics>,
     store: &Arc<DeliveryStore>,
     clock: &Arc<dyn Clock>,
+    client: &HttpClient,
 ) -> anyhow::Result<Vec<Prepared>> {
-    let policy = EgressPolicy {
-        allow_private_networks: config.server.allow_private_networks,
-        allow: config.server.egress_allow.clone(),
-    };
-    let client =
-        HttpClient::new(policy).context("cannot load the system's TLS root certificates")?;
     let mut out = Vec::new();
     for d in &config.destinations {
         let runner = Runner {
@@ -219,6 +231,10 @@ async fn housekeeping(state: AppState, cancel: CancellationToken) {
         let s = state.clone();
         let res = tokio::task::spawn_blocking(move || {
             s.admission.refresh_disk();
+            let now = crate::event::now_ms();
+            // Saves new idempotency keys every tick; prunes expired ones once a minute.
+            let prune = now / 1000 % 60 == 0;
+            s.webhooks.guard.save(&s.webhooks.store, now, prune);
             let committed = s.log.committed().borrow().end;
             let min_cursor = s
                 .destinations

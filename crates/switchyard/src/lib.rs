@@ -8,6 +8,8 @@
 //! - `ingest/`: the Segment HTTP Tracking API: body limits, write-key auth, admission.
 //! - `event/`: normalisation of Segment events (timestamps, envelope merge, IDs).
 //! - `log/`: the durable embedded log: CRC-framed segments, group commit, readers, retention.
+//! - `functions/`: source functions in embedded QuickJS; `webhooks/`: webhook sources
+//!   (verification, idempotency, function runs and their durable retries).
 //! - `dedupe/`: the exact, disk-backed `(source, environment, messageId)` index.
 //! - `destinations/`: per-destination cursor loops and the `file` sink.
 //! - `recent.rs`: the bounded recent-events store; `cursor.rs`: durable cursors;
@@ -35,3 +37,4 @@ pub mod redact;
 pub mod signing;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;

@@ -13,18 +13,22 @@ pub fn redacted(value: &str) -> String {
 /// Header values that are secrets: credentials, and any header whose name mentions a key,
 /// token, secret or signature.
 pub fn header(name: &str, value: &str) -> String {
-    let n = name.to_ascii_lowercase();
-    let secret = matches!(
-        n.as_str(),
-        "authorization" | "cookie" | "proxy-authorization"
-    ) || ["key", "token", "secret", "signature"]
-        .iter()
-        .any(|w| n.contains(w));
-    if secret {
+    if is_secret_header(name) {
         redacted(value)
     } else {
         value.to_owned()
     }
+}
+
+/// Whether a header carries a secret; stored raw requests drop these (SPEC §3b).
+pub fn is_secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization" | "cookie" | "proxy-authorization"
+    ) || ["key", "token", "secret", "signature"]
+        .iter()
+        .any(|w| n.contains(w))
 }
 
 /// A URL with its user-info and query values redacted.

@@ -130,6 +130,17 @@ impl StandardWebhooks {
     }
 }
 
+/// Checks a plain HMAC-SHA256 signature (already decoded from hex or base64) over `body`, in
+/// constant time: the `hmac_sha256` verify scheme (GitHub-style `X-Hub-Signature-256`).
+pub fn verify_hmac_sha256(secret: &str, body: &[u8], signature: &[u8]) -> Result<(), SigningError> {
+    let want = hmac_sha256(secret.as_bytes(), &[body]);
+    if bool::from(want.ct_eq(signature)) {
+        Ok(())
+    } else {
+        Err(SigningError::Mismatch)
+    }
+}
+
 /// `msg_` + the first 32 hex characters of sha256 over `source \n messageId \n destination
 /// \n mapping`: the same on every retry and after a restart (SPEC §3a).
 pub fn webhook_id(source: &str, message_id: &str, destination: &str, mapping: &str) -> String {
@@ -215,6 +226,22 @@ mod tests {
         assert!(
             StandardWebhooks::from_secret("whsec_c2hvcnQ=").is_err(),
             "keys under 24 bytes are refused"
+        );
+    }
+
+    #[test]
+    fn hmac_sha256_vector() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let sig = hex::decode("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+            .unwrap();
+        assert!(verify_hmac_sha256("Jefe", b"what do ya want for nothing?", &sig).is_ok());
+        assert_eq!(
+            verify_hmac_sha256("Jefe", b"what do ya want for nothing!", &sig),
+            Err(SigningError::Mismatch)
+        );
+        assert_eq!(
+            verify_hmac_sha256("Jefe", b"x", &sig[..31]),
+            Err(SigningError::Mismatch)
         );
     }
 

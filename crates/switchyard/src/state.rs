@@ -13,6 +13,7 @@ use crate::ingest::Admission;
 use crate::log::{Log, Recovery};
 use crate::recent::RecentStore;
 use crate::telemetry::Metrics;
+use crate::webhooks::Webhooks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -32,7 +33,21 @@ pub struct Inner {
     pub destinations: Vec<Arc<DestinationStatus>>,
     pub store: Arc<DeliveryStore>,
     pub clock: Arc<dyn Clock>,
+    pub webhooks: Webhooks,
     phase: AtomicU8,
+}
+
+/// What `AppState::new` is built from (everything but the admission control and phase).
+pub struct Parts {
+    pub config: Config,
+    pub log: Log,
+    pub recovery: Recovery,
+    pub recent: RecentStore,
+    pub metrics: Arc<Metrics>,
+    pub destinations: Vec<Arc<DestinationStatus>>,
+    pub store: Arc<DeliveryStore>,
+    pub clock: Arc<dyn Clock>,
+    pub webhooks: Webhooks,
 }
 
 #[derive(Clone)]
@@ -46,30 +61,20 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        config: Config,
-        log: Log,
-        recovery: Recovery,
-        recent: RecentStore,
-        metrics: Arc<Metrics>,
-        destinations: Vec<Arc<DestinationStatus>>,
-        store: Arc<DeliveryStore>,
-        clock: Arc<dyn Clock>,
-    ) -> AppState {
-        let admission = Admission::new(&config);
-        let phase = AtomicU8::new(Phase::Starting as u8);
+    pub fn new(p: Parts) -> AppState {
+        let admission = Admission::new(&p.config);
         AppState(Arc::new(Inner {
-            config,
-            log,
-            recovery,
-            recent,
-            metrics,
+            config: p.config,
+            log: p.log,
+            recovery: p.recovery,
+            recent: p.recent,
+            metrics: p.metrics,
             admission,
-            destinations,
-            store,
-            clock,
-            phase,
+            destinations: p.destinations,
+            store: p.store,
+            clock: p.clock,
+            webhooks: p.webhooks,
+            phase: AtomicU8::new(Phase::Starting as u8),
         }))
     }
 

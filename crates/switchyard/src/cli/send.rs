@@ -36,6 +36,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 SourceKind::HttpApi { write_keys, .. } => {
                     write_keys.first().map(|(_, k)| k.clone())
                 }
+                SourceKind::Webhook(_) => None,
             })
             .ok_or_else(|| {
                 anyhow::anyhow!("the config has no http_api source; pass --write-key")

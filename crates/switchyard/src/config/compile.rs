@@ -1,7 +1,7 @@
 //! Raw config → validated `Config`. Every problem is collected, each with its path; nothing
 //! stops at the first error.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +22,6 @@ const TOP_LEVEL: [&str; 6] = [
     "sources",
     "destinations",
 ];
-const SOURCE_TYPES: &str = "http_api, webhook";
 
 pub(super) struct Cx {
     pub(super) problems: Vec<Problem>,
@@ -165,14 +164,16 @@ pub fn compile_str(
     let server = compile_server(&mut cx, root.get("server"));
     let storage = compile_storage(&mut cx, root.get("storage"));
     let dedupe = compile_dedupe(&mut cx, root.get("dedupe"));
-    check_functions(&mut cx, root.get("functions"));
-    let (sources, write_keys) = compile_sources(&mut cx, root.get("sources"));
+    let functions = super::sources::compile_functions(&mut cx, root.get("functions"));
+    let (sources, write_keys) =
+        super::sources::compile(&mut cx, root.get("sources"), &functions, file);
     let destinations =
         super::destinations::compile(&mut cx, root.get("destinations"), &sources, &server);
     let config = Config {
         server,
         storage,
         dedupe,
+        functions,
         sources,
         destinations,
         write_keys,
@@ -311,28 +312,6 @@ fn compile_dedupe(cx: &mut Cx, v: Option<&Value>) -> DedupeConfig {
     }
 }
 
-/// Functions run with webhook sources; their limits are checked now so that a config
-/// written for them is validated already.
-fn check_functions(cx: &mut Cx, v: Option<&Value>) {
-    let raw: RawFunctions = cx.section(v, "functions").unwrap_or_default();
-    cx.duration(&raw.deadline, Duration::from_secs(5), "functions.deadline");
-    cx.size(&raw.memory, 128 << 20, "functions.memory");
-    cx.size(&raw.max_body, 512 << 10, "functions.max_body");
-    if raw.workers == Some(0) {
-        cx.err("functions.workers", "must be at least 1");
-    }
-    let retry = raw.retry.unwrap_or_default();
-    if retry.attempts == Some(0) {
-        cx.err("functions.retry.attempts", "must be at least 1");
-    }
-    cx.duration(
-        &retry.initial,
-        Duration::from_secs(60),
-        "functions.retry.initial",
-    );
-    cx.duration(&retry.max, Duration::from_secs(1200), "functions.retry.max");
-}
-
 pub(super) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id
@@ -369,88 +348,4 @@ pub(super) fn list_items<'a>(
         out.push((path, item));
     }
     out
-}
-
-type WriteKeys = HashMap<String, (String, String)>;
-
-fn compile_sources(cx: &mut Cx, v: Option<&Value>) -> (Vec<SourceConfig>, WriteKeys) {
-    let mut sources = Vec::new();
-    let mut keys: WriteKeys = HashMap::new();
-    for (path, item) in list_items(cx, v, "sources") {
-        let Some(raw) = cx.section::<RawSource>(Some(item), &path) else {
-            continue;
-        };
-        match raw.kind.as_str() {
-            "http_api" => {}
-            "webhook" => {
-                cx.err(
-                    format!("{path}.type"),
-                    "webhook sources are not implemented yet (they arrive with source functions)",
-                );
-                continue;
-            }
-            other => {
-                cx.err(
-                    format!("{path}.type"),
-                    format!("unknown source type {other:?}; expected one of {SOURCE_TYPES}"),
-                );
-                continue;
-            }
-        }
-        for (field, set) in [
-            ("function", raw.function.is_some()),
-            ("token", raw.token.is_some()),
-            ("verify", raw.verify.is_some()),
-            ("settings", raw.settings.is_some()),
-            ("idempotency", raw.idempotency.is_some()),
-            ("environment", raw.environment.is_some()),
-            ("public", raw.public.is_some()),
-        ] {
-            if set {
-                cx.err(
-                    format!("{path}.{field}"),
-                    "only webhook sources take this key",
-                );
-            }
-        }
-        let write_keys: Vec<(String, String)> =
-            raw.write_keys.unwrap_or_default().into_iter().collect();
-        if write_keys.is_empty() {
-            cx.err(
-                format!("{path}.write_keys"),
-                "an http_api source needs at least one write key, e.g. { production: wk_... }",
-            );
-        }
-        for (env, key) in &write_keys {
-            let kpath = format!("{path}.write_keys.{env}");
-            if !valid_id(env) {
-                cx.err(
-                    &kpath,
-                    format!("environment {env:?} must match [a-z0-9_-]+"),
-                );
-            }
-            if key.is_empty()
-                || key.len() > 200
-                || key.contains(':')
-                || key.chars().any(char::is_control)
-            {
-                cx.err(
-                    &kpath,
-                    "a write key must be 1-200 characters, without ':' or control characters",
-                );
-            } else if let Some((other, _)) = keys.insert(key.clone(), (raw.id.clone(), env.clone()))
-            {
-                cx.err(
-                    &kpath,
-                    format!("this write key is already used by source {other:?}"),
-                );
-            }
-        }
-        let kind = SourceKind::HttpApi {
-            write_keys,
-            rate_limit: raw.rate_limit.unwrap_or(0),
-        };
-        sources.push(SourceConfig { id: raw.id, kind });
-    }
-    (sources, keys)
 }

@@ -8,6 +8,7 @@ mod compile;
 pub mod demo;
 mod destinations;
 mod raw;
+mod sources;
 pub mod units;
 mod vars;
 
@@ -70,6 +71,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub dedupe: DedupeConfig,
+    pub functions: FunctionsConfig,
     pub sources: Vec<SourceConfig>,
     pub destinations: Vec<DestinationConfig>,
     /// Write key → (source id, environment).
@@ -107,6 +109,23 @@ pub struct DedupeConfig {
 }
 
 #[derive(Debug, Clone)]
+pub struct FunctionsConfig {
+    pub limits: crate::functions::Limits,
+    /// The largest webhook body accepted (also for sources without a function).
+    pub max_body: usize,
+    pub workers: usize,
+    pub retry: FunctionRetry,
+}
+
+/// How a run that threw `RetryError` is re-run (SPEC §3 `functions.retry`).
+#[derive(Debug, Clone)]
+pub struct FunctionRetry {
+    pub attempts: u32,
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+#[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub id: String,
     pub kind: SourceKind,
@@ -119,6 +138,55 @@ pub enum SourceKind {
         write_keys: Vec<(String, String)>,
         rate_limit: u64,
     },
+    /// `POST /webhooks/{id}`: a function, or Segment events passed through.
+    Webhook(Box<WebhookSource>),
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSource {
+    pub environment: String,
+    pub function: Option<crate::functions::pool::FunctionSpec>,
+    pub token: Option<String>,
+    pub verify: Option<Verify>,
+    pub public: bool,
+    /// `None` when idempotency is disabled.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// Inbound signature verification (SPEC §3b).
+#[derive(Clone)]
+pub enum Verify {
+    /// `X-Signature`: hex HMAC-SHA1; an array body is signed by its first element only.
+    Segment {
+        secret: String,
+        allow_unsigned_batch_tail: bool,
+    },
+    StandardWebhooks(crate::signing::StandardWebhooks),
+    HmacSha256 {
+        secret: String,
+        header: String,
+        base64: bool,
+        prefix: String,
+    },
+}
+
+impl std::fmt::Debug for Verify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verify::Segment { .. } => "Segment(***)",
+            Verify::StandardWebhooks(_) => "StandardWebhooks(***)",
+            Verify::HmacSha256 { .. } => "HmacSha256(***)",
+        })
+    }
+}
+
+/// Knock-style idempotency (reference §6.1): a key read from each event (or, for a
+/// function source, from the request body) makes a repeat inside `window` a no-op.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// The key's path, split on `.`; default `["messageId"]`.
+    pub key: Vec<String>,
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

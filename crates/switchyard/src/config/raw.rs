@@ -86,9 +86,28 @@ pub struct RawSource {
     pub function: Option<String>,
     pub settings: Option<Value>,
     pub token: Option<String>,
-    pub idempotency: Option<Value>,
-    pub verify: Option<Value>,
+    pub idempotency: Option<RawIdempotency>,
+    pub verify: Option<RawVerify>,
     pub public: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    pub scheme: String,
+    pub secret: String,
+    pub header: Option<String>,
+    pub encoding: Option<String>,
+    pub prefix: Option<String>,
+    pub allow_unsigned_batch_tail: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdempotency {
+    pub key: Option<String>,
+    pub enabled: Option<bool>,
+    pub window: Option<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]

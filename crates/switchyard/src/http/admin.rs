@@ -40,7 +40,7 @@ pub async fn source_events(
         Some("accepted") => Some(Kind::Accepted),
         Some("rejected") => Some(Kind::Rejected),
         Some("duplicate") => Some(Kind::Duplicate),
-        Some("unverified") => return Ok(Json(json!({"events": [], "next": null})).into_response()),
+        Some("unverified") => Some(Kind::Unverified),
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_status",

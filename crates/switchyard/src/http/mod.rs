@@ -1,4 +1,4 @@
-//! The one HTTP listener: ingest (`/v1/*`), the admin API (`/api/v1/*`), health and metrics.
+//! The one HTTP listener: ingest (`/v1/*`), webhook sources (`/webhooks/*`), the admin API (`/api/v1/*`), health and metrics.
 //! `router(state)` is a plain function of state so tests can drive it without a socket.
 
 mod admin;
@@ -16,6 +16,7 @@ pub use error::ApiError;
 
 use crate::ingest;
 use crate::state::AppState;
+use crate::webhooks;
 
 pub fn router(state: AppState) -> Router {
     let cors = CorsLayer::new()
@@ -57,8 +58,12 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::admin_auth,
         ));
+    let webhooks = Router::new()
+        .route("/webhooks/{id}", post(webhooks::receive))
+        .route("/webhooks/{id}/{token}", post(webhooks::receive_with_token));
     Router::new()
         .merge(ingest)
+        .merge(webhooks)
         .merge(admin)
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))

@@ -13,18 +13,26 @@ use crate::http::ApiError;
 
 /// A request body may be this large once decompressed (SPEC §4).
 pub const MAX_BODY_BYTES: usize = 512_000;
-/// The compressed (wire) size limit. Deflate never expands real data by more than a few
-/// bytes per block, so a compressed body over this could not decompress under the limit.
-pub const MAX_WIRE_BYTES: usize = MAX_BODY_BYTES + MAX_BODY_BYTES / 8;
 
 pub async fn read(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let wire = axum::body::to_bytes(body, MAX_WIRE_BYTES)
+    read_limited(headers, body, MAX_BODY_BYTES).await
+}
+
+/// `read` with another decompressed limit (webhook sources use `functions.max_body`). The
+/// wire limit is an eighth more: deflate never expands real data by more than a few bytes
+/// per block, so a compressed body over it could not decompress under the limit.
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let wire = axum::body::to_bytes(body, limit + limit / 8)
         .await
         .map_err(|e| {
             if std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             {
-                too_large()
+                too_large(limit)
             } else {
                 ApiError::bad_request("body_read_failed", "could not read the request body")
             }
@@ -33,45 +41,45 @@ pub async fn read(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
         .get(CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("identity");
-    decode(encoding, wire)
+    decode(encoding, wire, limit)
 }
 
-fn too_large() -> ApiError {
+fn too_large(limit: usize) -> ApiError {
     ApiError::payload_too_large(format!(
-        "request body is over {MAX_BODY_BYTES} bytes (measured decompressed)"
+        "request body is over {limit} bytes (measured decompressed)"
     ))
 }
 
-/// Decodes `wire` per `Content-Encoding`.
-pub fn decode(encoding: &str, wire: Bytes) -> Result<Bytes, ApiError> {
+/// Decodes `wire` per `Content-Encoding`, refusing more than `limit` decompressed bytes.
+pub fn decode(encoding: &str, wire: Bytes, limit: usize) -> Result<Bytes, ApiError> {
     let encoding = encoding.trim().to_ascii_lowercase();
     let out = match encoding.as_str() {
         "" | "identity" => wire,
-        "gzip" | "x-gzip" => inflate(MultiGzDecoder::new(&wire[..]))?,
+        "gzip" | "x-gzip" => inflate(MultiGzDecoder::new(&wire[..]), limit)?,
         // HTTP "deflate" is zlib-wrapped, but some clients send raw deflate: accept both.
-        "deflate" => inflate(ZlibDecoder::new(&wire[..]))
-            .or_else(|_| inflate(DeflateDecoder::new(&wire[..])))?,
+        "deflate" => inflate(ZlibDecoder::new(&wire[..]), limit)
+            .or_else(|_| inflate(DeflateDecoder::new(&wire[..]), limit))?,
         other => {
             let msg = format!("unsupported Content-Encoding {other:?}; use gzip, deflate or none");
             return Err(ApiError::unsupported_media(msg));
         }
     };
-    if out.len() > MAX_BODY_BYTES {
-        return Err(too_large());
+    if out.len() > limit {
+        return Err(too_large(limit));
     }
     Ok(out)
 }
 
-fn inflate(reader: impl Read) -> Result<Bytes, ApiError> {
+fn inflate(reader: impl Read, limit: usize) -> Result<Bytes, ApiError> {
     let mut out = Vec::new();
     reader
-        .take(MAX_BODY_BYTES as u64 + 1)
+        .take(limit as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|_| {
             ApiError::bad_request("invalid_encoding", "the body could not be decompressed")
         })?;
-    if out.len() > MAX_BODY_BYTES {
-        return Err(too_large());
+    if out.len() > limit {
+        return Err(too_large(limit));
     }
     Ok(Bytes::from(out))
 }
@@ -96,14 +104,17 @@ mod tests {
     fn plain_gzip_and_deflate() {
         let body = br#"{"batch":[]}"#;
         assert_eq!(
-            &decode("identity", Bytes::from_static(body)).unwrap()[..],
+            &decode("identity", Bytes::from_static(body), MAX_BODY_BYTES).unwrap()[..],
             body
         );
-        assert_eq!(&decode("gzip", gzip(body)).unwrap()[..], body);
+        assert_eq!(
+            &decode("gzip", gzip(body), MAX_BODY_BYTES).unwrap()[..],
+            body
+        );
         let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
         z.write_all(body).unwrap();
         assert_eq!(
-            &decode("deflate", Bytes::from(z.finish().unwrap())).unwrap()[..],
+            &decode("deflate", Bytes::from(z.finish().unwrap()), MAX_BODY_BYTES).unwrap()[..],
             body
         );
     }
@@ -113,22 +124,24 @@ mod tests {
         let bomb = gzip(&vec![b' '; 50 << 20]);
         assert!(bomb.len() < 100_000, "a 50 MiB bomb compresses small");
         assert_eq!(
-            decode("gzip", bomb).unwrap_err().status,
+            decode("gzip", bomb, MAX_BODY_BYTES).unwrap_err().status,
             StatusCode::PAYLOAD_TOO_LARGE
         );
         assert_eq!(
-            decode("gzip", Bytes::from_static(b"not gzip"))
+            decode("gzip", Bytes::from_static(b"not gzip"), MAX_BODY_BYTES)
                 .unwrap_err()
                 .status,
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            decode("br", Bytes::new()).unwrap_err().status,
+            decode("br", Bytes::new(), MAX_BODY_BYTES)
+                .unwrap_err()
+                .status,
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         );
         let limit = vec![b' '; MAX_BODY_BYTES];
         assert!(
-            decode("gzip", gzip(&limit)).is_ok(),
+            decode("gzip", gzip(&limit), MAX_BODY_BYTES).is_ok(),
             "exactly the limit is fine"
         );
     }

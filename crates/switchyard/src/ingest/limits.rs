@@ -44,7 +44,7 @@ impl Admission {
                         }),
                     ))
                 }
-                SourceKind::HttpApi { .. } => None,
+                SourceKind::HttpApi { .. } | SourceKind::Webhook(_) => None,
             })
             .collect();
         let a = Admission {

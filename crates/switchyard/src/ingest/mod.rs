@@ -131,7 +131,14 @@ pub async fn ingest(
     if state.config.server.bench_no_store {
         return Ok(success);
     }
-    let entries = state.log.append(entries).await.map_err(|e| match e {
+    let entries = append(&state, entries).await?;
+    record(&state, source, entries);
+    Ok(success)
+}
+
+/// Appends to the log and waits until the group holding these entries is durable.
+pub(crate) async fn append(state: &AppState, entries: Vec<Entry>) -> Result<Vec<Entry>, ApiError> {
+    state.log.append(entries).await.map_err(|e| match e {
         LogError::Saturated => {
             state
                 .metrics
@@ -142,12 +149,10 @@ pub async fn ingest(
         }
         LogError::Closed => ApiError::unavailable("draining", "the server is shutting down"),
         LogError::Io(detail) => ApiError::internal("storage_error", detail),
-    })?;
-    record(&state, source, entries);
-    Ok(success)
+    })
 }
 
-fn to_entries(elements: &[&RawValue], cx: &RequestContext<'_>) -> Vec<Entry> {
+pub(crate) fn to_entries(elements: &[&RawValue], cx: &RequestContext<'_>) -> Vec<Entry> {
     let received_ms = (cx.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
     let (source, environment): (Arc<str>, Arc<str>) = (cx.source.into(), cx.environment.into());
     let entry = |kind, message_id: String, reason: String, body: Vec<u8>| Entry {
@@ -179,14 +184,14 @@ fn to_entries(elements: &[&RawValue], cx: &RequestContext<'_>) -> Vec<Entry> {
 }
 
 /// Counts and shows what happened to each event (all entries share one source).
-fn record(state: &AppState, source: &str, entries: Vec<Entry>) {
+pub(crate) fn record(state: &AppState, source: &str, entries: Vec<Entry>) {
     let (mut accepted, mut duplicates) = (0u64, 0u64);
     let mut rejected: HashMap<&str, u64> = HashMap::new();
     for e in &entries {
         match e.kind {
             Kind::Accepted => accepted += 1,
             Kind::Duplicate => duplicates += 1,
-            Kind::Rejected => {
+            Kind::Rejected | Kind::Unverified => {
                 let slug = e.reason.split(':').next().unwrap_or("rejected");
                 *rejected.entry(slug).or_default() += 1;
             }

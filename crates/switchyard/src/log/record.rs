@@ -27,6 +27,9 @@ pub enum Kind {
     Accepted = 1,
     Duplicate = 2,
     Rejected = 3,
+    /// A webhook request whose signature or token failed. Shown in the recent events only;
+    /// never written to the log.
+    Unverified = 4,
 }
 
 impl Kind {
@@ -35,6 +38,7 @@ impl Kind {
             1 => Some(Kind::Accepted),
             2 => Some(Kind::Duplicate),
             3 => Some(Kind::Rejected),
+            4 => Some(Kind::Unverified),
             _ => None,
         }
     }
@@ -44,6 +48,7 @@ impl Kind {
             Kind::Accepted => "accepted",
             Kind::Duplicate => "duplicate",
             Kind::Rejected => "rejected",
+            Kind::Unverified => "unverified",
         }
     }
 }

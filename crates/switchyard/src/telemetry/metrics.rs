@@ -28,6 +28,7 @@ pub struct Metrics {
     pub retries: Family<Labels, Counter>,
     pub dead_letters: Family<Labels, Counter>,
     pub log_bytes: Gauge,
+    pub function_runs: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -54,6 +55,7 @@ impl Metrics {
             retries: Family::default(),
             dead_letters: Family::default(),
             log_bytes: Gauge::default(),
+            function_runs: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -125,6 +127,11 @@ impl Metrics {
             "dead_letters",
             "Deliveries moved to the dead-letter queue, by destination",
             m.dead_letters.clone(),
+        );
+        registry.register(
+            "function_runs",
+            "Source function runs, by source and outcome (ok, validation, retry, timeout, ...)",
+            m.function_runs.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -1,0 +1,200 @@
+//! Turning what a webhook produced into log entries: the events a function emitted, or a
+//! body of Segment events passed through. Both then take the HTTP API's path (validation,
+//! normalisation, dedupe, the durable log).
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::event::RequestContext;
+use crate::http::ApiError;
+use crate::ingest;
+use crate::log::record::{Entry, Kind};
+
+/// SPEC §6: an emitted event without a messageId gets `fn-` + hex sha256 over source, raw
+/// body and emit index, so a retry (ours or the caller's) dedupes.
+pub fn function_message_id(source: &str, body: &[u8], index: usize) -> String {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0]);
+    h.update(body);
+    h.update([0]);
+    h.update(index.to_string().as_bytes());
+    format!("fn-{}", hex::encode(h.finalize()))
+}
+
+/// Log entries for the events a function emitted.
+pub fn function_entries(
+    events: &[Box<RawValue>],
+    cx: &RequestContext<'_>,
+    body: &[u8],
+) -> Vec<Entry> {
+    let with_ids: Vec<Box<RawValue>> = events
+        .iter()
+        .enumerate()
+        .map(|(i, ev)| with_message_id(ev, cx.source, body, i))
+        .collect();
+    let refs: Vec<&RawValue> = with_ids.iter().map(|b| &**b).collect();
+    ingest::to_entries(&refs, cx)
+}
+
+fn with_message_id(ev: &RawValue, source: &str, body: &[u8], i: usize) -> Box<RawValue> {
+    let Ok(mut fields) = serde_json::from_str::<IndexMap<String, Box<RawValue>>>(ev.get()) else {
+        return ev.to_owned();
+    };
+    let present = fields
+        .get("messageId")
+        .is_some_and(|v| !matches!(v.get(), "null" | "\"\""));
+    if present {
+        return ev.to_owned();
+    }
+    let id = Value::String(function_message_id(source, body, i)).to_string();
+    if let Ok(raw) = RawValue::from_string(id) {
+        fields.insert("messageId".into(), raw);
+    }
+    serde_json::value::to_raw_value(&fields).unwrap_or_else(|_| ev.to_owned())
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    batch: &'a RawValue,
+    #[serde(rename = "sentAt", borrow, default)]
+    sent_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    integrations: Option<&'a RawValue>,
+}
+
+/// The parts of a pass-through body: a Segment event, an array of events, or a batch
+/// envelope (what a Segment Webhooks (Actions) destination or an SDK sends).
+pub struct PassThrough<'a> {
+    pub elements: Vec<&'a RawValue>,
+    pub sent_at: Option<&'a RawValue>,
+    pub context: Option<&'a RawValue>,
+    pub integrations: Option<&'a RawValue>,
+}
+
+pub fn parse_pass_through(body: &[u8]) -> Result<PassThrough<'_>, ApiError> {
+    let bad = |e: serde_json::Error| {
+        ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}"))
+    };
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        let elements = serde_json::from_slice(body).map_err(bad)?;
+        return Ok(PassThrough {
+            elements,
+            sent_at: None,
+            context: None,
+            integrations: None,
+        });
+    }
+    if let Ok(env) = serde_json::from_slice::<Envelope<'_>>(body) {
+        let elements = serde_json::from_str(env.batch.get())
+            .map_err(|_| ApiError::bad_request("invalid_batch", "\"batch\" must be an array"))?;
+        return Ok(PassThrough {
+            elements,
+            sent_at: env.sent_at,
+            context: env.context,
+            integrations: env.integrations,
+        });
+    }
+    let one: &RawValue = serde_json::from_slice(body).map_err(bad)?;
+    if !one.get().starts_with('{') {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "a webhook source without a function takes a Segment event, an array of events or a batch envelope",
+        ));
+    }
+    Ok(PassThrough {
+        elements: vec![one],
+        sent_at: None,
+        context: None,
+        integrations: None,
+    })
+}
+
+/// Idempotency for passed-through events: an accepted entry whose key was seen becomes a
+/// duplicate. Returns the keys of the entries still accepted, to record once durable.
+pub fn apply_idempotency(
+    entries: &mut [Entry],
+    path: &[String],
+    seen: impl Fn(&super::idempotency::KeyHash) -> bool,
+) -> Vec<super::idempotency::KeyHash> {
+    use super::idempotency::{Key, hash, lookup};
+    let mut keys = Vec::new();
+    for e in entries.iter_mut().filter(|e| e.kind == Kind::Accepted) {
+        let Ok(v) = serde_json::from_slice::<Value>(&e.body) else {
+            continue;
+        };
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+        match lookup(&v, path) {
+            Key::Found(k) => {
+                let h = hash(&e.source, &e.environment, kind, &k);
+                if seen(&h) {
+                    e.kind = Kind::Duplicate;
+                    e.reason = format!(
+                        "idempotent: key {k:?} already succeeded within the idempotency window"
+                    );
+                } else {
+                    keys.push(h);
+                }
+            }
+            Key::Absent => {}
+            Key::Unusable(why) => {
+                tracing::info!(source = %e.source, message_id = %e.message_id, "{why}; processed without idempotency");
+            }
+        }
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_ids_are_deterministic_and_respect_given_ids() {
+        let a = function_message_id("kno", b"{}", 0);
+        assert_eq!(a, function_message_id("kno", b"{}", 0));
+        assert_ne!(a, function_message_id("kno", b"{}", 1));
+        assert_ne!(a, function_message_id("stigg", b"{}", 0));
+        assert!(a.starts_with("fn-") && a.len() == 67);
+        let given = RawValue::from_string(r#"{"type":"track","messageId":"m1"}"#.into()).unwrap();
+        assert_eq!(with_message_id(&given, "s", b"", 0).get(), given.get());
+        let none = RawValue::from_string(r#"{"type":"track","messageId":null}"#.into()).unwrap();
+        let v: Value = serde_json::from_str(with_message_id(&none, "s", b"b", 2).get()).unwrap();
+        assert_eq!(v["messageId"], function_message_id("s", b"b", 2));
+    }
+
+    #[test]
+    fn pass_through_shapes() {
+        assert_eq!(
+            parse_pass_through(br#"{"type":"track"}"#)
+                .unwrap()
+                .elements
+                .len(),
+            1
+        );
+        assert_eq!(
+            parse_pass_through(br#" [{"a":1},{"b":2}]"#)
+                .unwrap()
+                .elements
+                .len(),
+            2
+        );
+        let env = parse_pass_through(br#"{"batch":[{"a":1}],"context":{"x":1}}"#).unwrap();
+        assert_eq!(
+            (env.elements.len(), env.context.map(|c| c.get())),
+            (1, Some(r#"{"x":1}"#))
+        );
+        assert_eq!(
+            parse_pass_through(b"42").err().unwrap().code,
+            "invalid_body"
+        );
+        assert_eq!(parse_pass_through(b"{").err().unwrap().code, "invalid_json");
+    }
+}

@@ -1,0 +1,210 @@
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::*;
+use crate::config::{Verify, WebhookSource};
+use crate::signing::StandardWebhooks;
+
+fn source(verify: Option<Verify>, token: Option<&str>) -> WebhookSource {
+    WebhookSource {
+        environment: "production".into(),
+        function: None,
+        token: token.map(str::to_owned),
+        verify,
+        public: false,
+        idempotency: None,
+    }
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(
+            HeaderName::try_from(*k).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+fn segment(tail: bool) -> WebhookSource {
+    source(
+        Some(Verify::Segment {
+            secret: "abc123".into(),
+            allow_unsigned_batch_tail: tail,
+        }),
+        None,
+    )
+}
+
+const SINGLE_SIG: &str = "5099cab379b3be52908387457007040cc934ef86";
+const FIRST_SIG: &str = "c702b94a2569dd8d2f7185ce0ae951021bef4706";
+
+#[test]
+fn segment_scheme_vectors_and_failures() {
+    let none = Presented::default();
+    let ok = |src: &WebhookSource, sig: &str, body: &[u8]| {
+        authenticate(src, none, &headers(&[("x-signature", sig)]), body, 0)
+    };
+    assert_eq!(ok(&segment(false), SINGLE_SIG, br#"{"cool":true}"#), Ok(()));
+    let tampered = ok(&segment(false), SINGLE_SIG, br#"{"cool":false}"#).unwrap_err();
+    assert!(tampered.contains("does not match"), "{tampered}");
+    let wrong_secret = source(
+        Some(Verify::Segment {
+            secret: "abc124".into(),
+            allow_unsigned_batch_tail: false,
+        }),
+        None,
+    );
+    assert!(ok(&wrong_secret, SINGLE_SIG, br#"{"cool":true}"#).is_err());
+    let missing = authenticate(&segment(false), none, &HeaderMap::new(), b"{}", 0).unwrap_err();
+    assert_eq!(missing, "missing X-Signature header");
+    // An array is signed by its first element; a tail is refused unless allowed.
+    let batch = br#"[{"cool":false},{"cool":true}]"#;
+    assert!(
+        ok(&segment(false), FIRST_SIG, batch)
+            .unwrap_err()
+            .contains("signs only the first")
+    );
+    assert_eq!(ok(&segment(true), FIRST_SIG, batch), Ok(()));
+    assert_eq!(
+        ok(&segment(false), FIRST_SIG, br#"[{"cool":false}]"#),
+        Ok(())
+    );
+    assert!(
+        ok(&segment(true), "685cf04e", batch).is_err(),
+        "the whole-array HMAC is wrong"
+    );
+}
+
+#[test]
+fn standard_webhooks_vector_and_failures() {
+    let key = StandardWebhooks::from_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+    let src = source(Some(Verify::StandardWebhooks(key)), None);
+    let body = br#"{"email":"test@example.com","username":"test_user"}"#;
+    let (id, ts) = ("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", "1649367553");
+    let sig = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+    let h = |sig: &str| {
+        headers(&[
+            ("webhook-id", id),
+            ("webhook-timestamp", ts),
+            ("webhook-signature", sig),
+        ])
+    };
+    let none = Presented::default();
+    assert_eq!(
+        authenticate(&src, none, &h(sig), body, 1649367553 + 10),
+        Ok(())
+    );
+    assert_eq!(
+        authenticate(
+            &src,
+            none,
+            &h(&format!("v1,bm9wZQ== {sig}")),
+            body,
+            1649367553
+        ),
+        Ok(()),
+        "any of several signatures"
+    );
+    let stale = authenticate(&src, none, &h(sig), body, 1649367553 + 301).unwrap_err();
+    assert!(stale.contains("5 minutes"), "{stale}");
+    assert!(
+        authenticate(&src, none, &h(sig), b"{}", 1649367553).is_err(),
+        "tampered"
+    );
+    let missing = headers(&[("webhook-id", id), ("webhook-signature", sig)]);
+    assert_eq!(
+        authenticate(&src, none, &missing, body, 1649367553),
+        Err("missing webhook-timestamp header".into())
+    );
+    let svix = headers(&[
+        ("svix-id", id),
+        ("svix-timestamp", ts),
+        ("svix-signature", sig),
+    ]);
+    assert_eq!(
+        authenticate(&src, none, &svix, body, 1649367553),
+        Ok(()),
+        "svix-* headers"
+    );
+}
+
+#[test]
+fn hmac_sha256_hex_base64_and_prefix() {
+    let body = b"what do ya want for nothing?";
+    let hex_sig = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+    let hub = source(
+        Some(Verify::HmacSha256 {
+            secret: "Jefe".into(),
+            header: "X-Hub-Signature-256".into(),
+            base64: false,
+            prefix: "sha256=".into(),
+        }),
+        None,
+    );
+    let none = Presented::default();
+    let with = |v: &str| headers(&[("x-hub-signature-256", v)]);
+    assert_eq!(
+        authenticate(&hub, none, &with(&format!("sha256={hex_sig}")), body, 0),
+        Ok(())
+    );
+    assert!(
+        authenticate(&hub, none, &with(hex_sig), body, 0)
+            .unwrap_err()
+            .contains("sha256=")
+    );
+    assert!(authenticate(&hub, none, &with(&format!("sha256={hex_sig}")), b"x", 0).is_err());
+    let b64 = source(
+        Some(Verify::HmacSha256 {
+            secret: "Jefe".into(),
+            header: "X-Sig".into(),
+            base64: true,
+            prefix: String::new(),
+        }),
+        None,
+    );
+    let sig = STANDARD.encode(hex::decode(hex_sig).unwrap());
+    assert_eq!(
+        authenticate(&b64, none, &headers(&[("x-sig", &sig)]), body, 0),
+        Ok(())
+    );
+    assert_eq!(
+        authenticate(&b64, none, &HeaderMap::new(), body, 0),
+        Err("missing X-Sig header".into())
+    );
+}
+
+#[test]
+fn tokens_from_path_query_or_bearer() {
+    let src = source(None, Some("tok_0123456789abcdef"));
+    let h = HeaderMap::new();
+    let path = Presented {
+        path_token: Some("tok_0123456789abcdef"),
+        query: None,
+    };
+    assert_eq!(authenticate(&src, path, &h, b"{}", 0), Ok(()));
+    let query = Presented {
+        path_token: None,
+        query: Some("a=1&token=tok_0123456789abcdef"),
+    };
+    assert_eq!(authenticate(&src, query, &h, b"{}", 0), Ok(()));
+    let bearer = headers(&[("authorization", "Bearer tok_0123456789abcdef")]);
+    assert_eq!(
+        authenticate(&src, Presented::default(), &bearer, b"{}", 0),
+        Ok(())
+    );
+    let wrong = Presented {
+        path_token: Some("tok_0123456789abcdeX"),
+        query: None,
+    };
+    assert!(
+        authenticate(&src, wrong, &h, b"{}", 0)
+            .unwrap_err()
+            .contains("does not match")
+    );
+    assert!(
+        authenticate(&src, Presented::default(), &h, b"{}", 0)
+            .unwrap_err()
+            .contains("missing token")
+    );
+}
