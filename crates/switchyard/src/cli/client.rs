@@ -21,15 +21,30 @@ pub async fn call(
     auth: Option<&str>,
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<Response> {
+    let auth: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+    call_with_headers(method, url, &auth, body).await
+}
+
+/// `call` with arbitrary request headers.
+pub async fn call_with_headers(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<Response> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut req = Request::builder().method(method).uri(url).header(
         "user-agent",
         concat!("switchyard-cli/", env!("CARGO_PKG_VERSION")),
     );
-    if let Some(a) = auth {
-        req = req.header("authorization", a);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
-    if body.is_some() {
+    if body.is_some()
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
         req = req.header("content-type", "application/json");
     }
     let req = req

@@ -7,6 +7,7 @@ mod inspect;
 mod replay;
 mod send;
 mod serve;
+mod test_function;
 mod test_mapping;
 
 use std::process::ExitCode;
@@ -38,6 +39,8 @@ enum Command {
     Replay(replay::Args),
     /// Evaluate FQL and mappings against events: JSON lines in, JSON lines out.
     TestMapping(test_mapping::Args),
+    /// Run a webhook source's function on a saved request; prints events, logs and error.
+    TestFunction(test_function::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -46,6 +49,11 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => return check::run(&args),
         Command::TestMapping(args) => test_mapping::run(&args),
+        Command::TestFunction(args) => match test_function::run(&args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(args))),
         Command::Inspect(args) => runtime().and_then(|rt| rt.block_on(inspect::run(args))),
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(send::run(args))),

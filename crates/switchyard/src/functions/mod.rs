@@ -8,12 +8,13 @@
 //!   even `while(true){}`.
 //! - `pool.rs`: worker threads behind a bounded queue, with a per-source share so a runaway
 //!   function cannot occupy every worker.
-//! - `logs.rs`: the bounded per-source function log.
+//! - `logs.rs`: the bounded per-source function log; `saved.rs`: test runs of saved requests.
 
 pub mod engine;
 pub mod host;
 pub mod logs;
 pub mod pool;
+pub mod saved;
 
 use std::time::Duration;
 

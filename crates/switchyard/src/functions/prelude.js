@@ -229,7 +229,7 @@
       const p = pending.get(id);
       if (!p) return;
       pending.delete(id);
-      if (error !== null) p.reject(new TypeError('fetch failed: ' + error));
+      if (error !== null && error !== undefined) p.reject(new TypeError('fetch failed: ' + error));
       else p.resolve(new Response(body, { status: status, headers: JSON.parse(headersJson), url: p.url }));
     },
   });

@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod destinations;
 mod error;
+mod functions;
 mod lineage;
 
 use axum::Router;
@@ -30,6 +31,15 @@ pub fn router(state: AppState) -> Router {
         .layer(cors);
     let admin = Router::new()
         .route("/api/v1/sources/{id}/events", get(admin::source_events))
+        .route("/api/v1/sources/{id}/function-logs", get(functions::logs))
+        .route(
+            "/api/v1/sources/{id}/function-dead-letters",
+            get(functions::dead_letters),
+        )
+        .route(
+            "/api/v1/sources/{id}/test-function",
+            post(functions::test_function),
+        )
         .route("/api/v1/inspect", get(admin::inspect))
         .route("/api/v1/test-mapping", post(admin::test_mapping))
         .route("/api/v1/events/{message_id}", get(lineage::event))

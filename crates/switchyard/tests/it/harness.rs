@@ -121,6 +121,24 @@ impl TestApp {
         )
     }
 
+    /// POST with arbitrary headers; the body is sent as given.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.url);
+        let r = client::call_with_headers(Method::POST, &url, headers, Some(body.to_vec()))
+            .await
+            .expect("request");
+        (
+            r.status,
+            serde_json::from_slice(&r.body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&r.body).into())),
+        )
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
         self.post(path, Some(&basic(KEY)), serde_json::to_vec(body).unwrap())
             .await
@@ -163,8 +181,12 @@ impl TestApp {
     }
 
     pub async fn recent(&self, query: &str) -> Vec<Value> {
+        self.recent_of("web", query).await
+    }
+
+    pub async fn recent_of(&self, source: &str, query: &str) -> Vec<Value> {
         let (status, body) = self
-            .get(&format!("/api/v1/sources/web/events?{query}"))
+            .get(&format!("/api/v1/sources/{source}/events?{query}"))
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["events"].as_array().cloned().unwrap_or_default()

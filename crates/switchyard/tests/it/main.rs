@@ -12,4 +12,5 @@ mod nats;
 mod receiver;
 mod sdk;
 mod signing;
+mod sources;
 mod webhook;

@@ -1,0 +1,97 @@
+//! Admin routes of source functions: the function log, the function dead letters, and a
+//! test run of a saved request (Segment's editor "Run"; nothing is stored).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::functions::saved;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct LimitQuery {
+    limit: Option<usize>,
+}
+
+fn limit(q: &LimitQuery) -> Result<usize, ApiError> {
+    let n = q.limit.unwrap_or(100);
+    if (1..=1000).contains(&n) {
+        Ok(n)
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 1000",
+        ))
+    }
+}
+
+fn with_function(state: &AppState, id: &str) -> Result<(), ApiError> {
+    if state.webhooks.pool.has_function(id) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "source {id:?} has no function"
+        )))
+    }
+}
+
+pub async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<Value>, ApiError> {
+    with_function(&state, &id)?;
+    let runs = state.webhooks.logs.recent(&id, limit(&q)?);
+    Ok(Json(json!({ "runs": runs })))
+}
+
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<Value>, ApiError> {
+    with_function(&state, &id)?;
+    let dead = state
+        .webhooks
+        .store
+        .dead_letters(&id, limit(&q)?)
+        .map_err(|e| ApiError::internal("storage_error", e))?;
+    let shown: Vec<Value> = dead
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "received_at_ms": r.received_ms,
+                "attempts": r.attempts,
+                "reason": r.last_error,
+                "url": crate::redact::url(&r.url),
+                "headers": r.headers,
+                "body": r.body,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "dead_letters": shown })))
+}
+
+pub async fn test_function(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<saved::Report>, ApiError> {
+    with_function(&state, &id)?;
+    let bytes =
+        crate::ingest::body::read_limited(&headers, body, state.config.functions.max_body).await?;
+    let req = saved::parse(&bytes, &id);
+    let outcome = state
+        .webhooks
+        .pool
+        .run(&id, req)
+        .await
+        .map_err(|e| ApiError::unavailable("functions_busy", e.to_string()))?;
+    Ok(Json(outcome.into()))
+}
