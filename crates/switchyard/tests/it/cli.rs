@@ -257,3 +257,134 @@ async fn replay_sends_dead_letters_again_and_reports_the_outcome() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
+
+fn examples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+#[test]
+fn check_reports_a_function_syntax_error_as_file_line_col() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("broken.js");
+    std::fs::write(
+        &f,
+        "async function onRequest(request) {\n  const x = request.json(;\n}\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "sources:\n  - { id: hook, type: webhook, public: true, function: broken.js }\n",
+    )
+    .unwrap();
+    let out = switchyard(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let want = format!("error {}:2:", f.display());
+    assert!(
+        stdout.starts_with(&want) && stdout.contains("SyntaxError"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_examples_compile_and_test_function_runs_them() {
+    for (name, var) in [
+        ("knocommerce", "KNO_WEBHOOK_TOKEN"),
+        ("stigg", "STIGG_WEBHOOK_TOKEN"),
+        ("segment-to-switchyard", "SEGMENT_SHARED_SECRET"),
+    ] {
+        let cfg = examples().join(name).join("switchyard.yaml");
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["check", "--config", cfg.to_str().unwrap()])
+            .env(var, "example_secret_0123456789")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let run = |source: &str, request: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["test-function", "--format", "json", "--source", source])
+            .arg("--config")
+            .arg(examples().join(source).join("switchyard.yaml"))
+            .arg("--request")
+            .arg(examples().join(source).join("payloads").join(request))
+            .env("KNO_WEBHOOK_TOKEN", "example_secret_0123456789")
+            .env("STIGG_WEBHOOK_TOKEN", "example_secret_0123456789")
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    let (code, report) = run("knocommerce", "survey-response.json");
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["events"][0]["event"], "KnoCommerce Webhook Event");
+    assert_eq!(report["error"], serde_json::Value::Null);
+    let (code, report) = run("stigg", "feature-updated-no-customer.json");
+    assert_eq!(
+        (code, report["events"].as_array().map(Vec::len)),
+        (Some(0), Some(0))
+    );
+    // A saved request that is not JSON makes request.json() throw: exit 1 with the error.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("form.txt");
+    std::fs::write(&bad, "a=1&b=2").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "test-function",
+            "--format",
+            "json",
+            "--source",
+            "stigg",
+            "--config",
+        ])
+        .arg(examples().join("stigg/switchyard.yaml"))
+        .arg("--request")
+        .arg(&bad)
+        .env("STIGG_WEBHOOK_TOKEN", "example_secret_0123456789")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["error"]["name"], "SyntaxError", "{report}");
+}
+
+#[tokio::test]
+async fn test_function_through_the_api_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"
+server: {{ listen: 127.0.0.1:0, data_dir: "{dir}", min_free_disk: 1MiB }}
+sources:
+  - {{ id: web, type: http_api, write_keys: {{ production: {KEY} }} }}
+  - {{ id: kno, type: webhook, public: true, function: "{f}" }}
+"#,
+        dir = dir.path().display(),
+        f = examples().join("knocommerce/functions/knocommerce.js").display()
+    );
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    let saved = serde_json::json!({"headers": {"X-Kno": "1"}, "body": {"email": "a@b.co"}});
+    let (status, report) = app
+        .post_with(
+            "/api/v1/sources/kno/test-function",
+            &[],
+            saved.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(status, hyper::StatusCode::OK, "{report}");
+    assert_eq!(report["events"][0]["userId"], "a@b.co");
+    assert!(
+        app.recent_of("kno", "").await.is_empty(),
+        "a test run stores nothing"
+    );
+    let (status, _) = app
+        .post_with("/api/v1/sources/web/test-function", &[], b"{}")
+        .await;
+    assert_eq!(status, hyper::StatusCode::NOT_FOUND);
+}

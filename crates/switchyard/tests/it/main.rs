@@ -14,3 +14,4 @@ mod sdk;
 mod signing;
 mod sources;
 mod webhook;
+mod webhook_in;
