@@ -366,7 +366,9 @@ sources:
   - {{ id: kno, type: webhook, public: true, function: "{f}" }}
 "#,
         dir = dir.path().display(),
-        f = examples().join("knocommerce/functions/knocommerce.js").display()
+        f = examples()
+            .join("knocommerce/functions/knocommerce.js")
+            .display()
     );
     let app = TestApp::start_with(dir.path(), &yaml).await;
     let saved = serde_json::json!({"headers": {"X-Kno": "1"}, "body": {"email": "a@b.co"}});

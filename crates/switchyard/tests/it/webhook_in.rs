@@ -281,3 +281,44 @@ async fn idempotency_keys_survive_a_restart() {
         "{r}"
     );
 }
+
+#[tokio::test]
+async fn our_webhook_destination_signs_what_our_webhook_source_verifies() {
+    let (dir_b, dir_a) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let receiver = TestApp::start_with(dir_b.path(), &yaml(dir_b.path(), "{}")).await;
+    let port = receiver.url.rsplit(':').next().unwrap().to_owned();
+    let sender = format!(
+        r#"
+server: {{ listen: 127.0.0.1:0, data_dir: "{dir}", min_free_disk: 1MiB, egress_allow: ["127.0.0.1:{port}"] }}
+sources:
+  - {{ id: web, type: http_api, write_keys: {{ production: {KEY} }} }}
+destinations:
+  - id: hop
+    type: webhook
+    settings: {{ shared_secret: abc123 }}
+    mappings:
+      - {{ name: all, subscribe: 'type = "track"', url: "{url}/webhooks/segment-in" }}
+"#,
+        dir = dir_a.path().display(),
+        url = receiver.url
+    );
+    let sender = TestApp::start_with(dir_a.path(), &sender).await;
+    let (status, _) = sender
+        .post_json(
+            "/v1/track",
+            &json!({"event": "Hopped", "userId": "u9", "messageId": "hop-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let got = receiver.delivered(1).await;
+    assert_eq!(
+        (got.len(), &got[0]["messageId"], &got[0]["event"]),
+        (1, &json!("hop-1"), &json!("Hopped"))
+    );
+    assert!(
+        receiver
+            .recent_of("segment-in", "status=unverified")
+            .await
+            .is_empty()
+    );
+}
