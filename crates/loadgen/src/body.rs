@@ -29,7 +29,27 @@ impl Template {
             }
             e.to_string()
         };
-        let text = if mode == "batch" {
+        // A KnoCommerce survey response (examples/knocommerce), with a fresh response id.
+        let kno = || {
+            serde_json::json!({
+                "id": format!("resp-{prefix}-{SLOT}"), "topic": "response/create",
+                "createdAt": "2026-11-20T14:03:11.482Z", "customerId": "gid://shopify/Customer/6623948201",
+                "email": "dana.reyes@example.com", "orderId": "gid://shopify/Order/5301928374",
+                "survey": {"id": "srv_post_purchase", "title": "Post-purchase survey"},
+                "responses": [
+                    {"questionId": "q_hdyhau", "question": "How did you hear about us?", "answerType": "single_choice", "answer": "Podcast"},
+                    {"questionId": "q_nps", "question": "How likely are you to recommend us to a friend?", "answerType": "nps", "answer": 9}],
+                "attribution": {"channel": "Podcast", "source": "The Daily Grind", "firstTouch": false},
+            })
+        };
+        let text = if mode == "webhook" {
+            kno().to_string()
+        } else if mode == "kno-track" {
+            // The event the KnoCommerce function emits for that payload.
+            serde_json::json!({"type": "track", "event": "KnoCommerce Webhook Event",
+                "userId": "gid://shopify/Customer/6623948201", "messageId": format!("{prefix}-{SLOT}"),
+                "properties": kno()}).to_string()
+        } else if mode == "batch" {
             let items: Vec<String> = (0..events).map(one).collect();
             format!(
                 "{{\"batch\":[{}],\"sentAt\":\"2026-11-22T04:18:16.700Z\"}}",

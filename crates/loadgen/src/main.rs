@@ -1,4 +1,4 @@
-//! A bounded load generator for Switchyard's Tracking API.
+//! A bounded load generator for Switchyard's Tracking API and webhook sources.
 //!
 //! Every request carries fresh messageIds (the server would otherwise answer duplicates),
 //! bodies are built once per worker and only their ids are rewritten, and the run stops by
@@ -32,9 +32,14 @@ struct Args {
     url: String,
     #[arg(long)]
     write_key: String,
-    /// `batch` posts /v1/batch with --batch events; `track` posts single /v1/track events.
-    #[arg(long, value_parser = ["batch", "track"], default_value = "batch")]
+    /// `batch` posts /v1/batch with --batch events; `track` posts single /v1/track events;
+    /// `webhook` posts a KnoCommerce payload to --path; `kno-track` posts, to /v1/track, the
+    /// event the KnoCommerce function makes of that payload.
+    #[arg(long, value_parser = ["batch", "track", "webhook", "kno-track"], default_value = "batch")]
     mode: String,
+    /// Request path (default: /v1/batch or /v1/track by mode; /webhooks/kno for webhook).
+    #[arg(long)]
+    path: Option<String>,
     #[arg(long, default_value_t = 100)]
     batch: usize,
     /// Approximate size of one event in bytes.
@@ -147,11 +152,11 @@ async fn worker(
         args.event_bytes,
         &format!("{}-{w}", args.run_id),
     );
-    let path = if args.mode == "batch" {
-        "/v1/batch"
-    } else {
-        "/v1/track"
-    };
+    let path = args.path.as_deref().unwrap_or(match args.mode.as_str() {
+        "batch" => "/v1/batch",
+        "webhook" => "/webhooks/kno",
+        _ => "/v1/track",
+    });
     let uri: hyper::Uri = format!("{}{path}", args.url.trim_end_matches('/')).parse()?;
     let auth = format!(
         "Basic {}",

@@ -22,8 +22,11 @@ pub struct RunLog {
     pub logs: Vec<LogLine>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<FnError>,
-    /// Where the request came from: `webhook`, `retry` or `test`.
+    /// Where the request came from: `webhook` or `retry`.
     pub trigger: &'static str,
+    /// The messageIds of the events this run emitted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub message_ids: Vec<String>,
 }
 
 pub struct FunctionLogs {
@@ -53,6 +56,16 @@ impl FunctionLogs {
             q.pop_front();
         }
         q.push_back(run);
+    }
+
+    /// The newest run of `source` that emitted `message_id`.
+    pub fn find(&self, source: &str, message_id: &str) -> Option<RunLog> {
+        let q = self.runs.get(source)?;
+        let q = q.lock().unwrap_or_else(|p| p.into_inner());
+        q.iter()
+            .rev()
+            .find(|r| r.message_ids.iter().any(|m| m == message_id))
+            .cloned()
     }
 
     /// Newest first, at most `limit`.

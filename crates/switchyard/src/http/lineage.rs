@@ -1,5 +1,6 @@
 //! `GET /api/v1/events/{messageId}?source=ID`: an event's whole story — the event as
-//! stored, which destinations and mappings it matched, and every attempt at each.
+//! stored, the source-function run that emitted it (if any), which destinations and mappings
+//! it matched, and every attempt at each.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -51,9 +52,13 @@ pub async fn event(
         )));
     }
     let history: Vec<_> = records.iter().map(|r| r.view()).collect();
-    Ok(Json(
-        json!({"message_id": message_id, "event": event, "records": history, "destinations": dests}),
-    ))
+    let function_run = source
+        .as_deref()
+        .and_then(|s| state.webhooks.logs.find(s, &message_id));
+    Ok(Json(json!({
+        "message_id": message_id, "event": event, "records": history,
+        "function_run": function_run, "destinations": dests,
+    })))
 }
 
 async fn destination(

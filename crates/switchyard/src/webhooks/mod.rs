@@ -214,10 +214,10 @@ async fn run_function(call: &Call<'_>, req: FnRequest, body: &[u8]) -> Result<Re
         .run(call.id, req.clone())
         .await
         .map_err(pool_error)?;
-    log_run(call, &outcome, "webhook");
+    let emitted = finish_run(call, &outcome, body, "webhook").await?;
     match outcome.error.as_ref().map(|e| e.kind) {
         None => {
-            let n = emit_function(call, &outcome, body).await?;
+            let n = emitted.unwrap_or(0);
             if let (Some(k), Some(i)) = (key, &call.src.idempotency) {
                 webhooks.guard.record(k, now + i.window.as_millis() as i64);
             }
@@ -277,7 +277,27 @@ fn pool_error(e: PoolError) -> ApiError {
     }
 }
 
-fn log_run(call: &Call<'_>, outcome: &Outcome, trigger: &'static str) {
+/// Emits a successful run's events (`None` when the run failed), then logs the run with the
+/// messageIds it produced, so the lineage view can show which run made an event.
+async fn finish_run(
+    call: &Call<'_>,
+    outcome: &Outcome,
+    body: &[u8],
+    trigger: &'static str,
+) -> Result<Option<usize>, ApiError> {
+    let emitted = match outcome.error {
+        None => Some(emit_function(call, outcome, body).await),
+        Some(_) => None,
+    };
+    let ids = match &emitted {
+        Some(Ok((_, ids))) => ids.clone(),
+        _ => Vec::new(),
+    };
+    log_run(call, outcome, trigger, ids);
+    emitted.transpose().map(|o| o.map(|(n, _)| n))
+}
+
+fn log_run(call: &Call<'_>, outcome: &Outcome, trigger: &'static str, message_ids: Vec<String>) {
     let label = outcome.error.as_ref().map_or("ok".to_owned(), |e| {
         serde_json::to_value(e.kind)
             .ok()
@@ -308,18 +328,25 @@ fn log_run(call: &Call<'_>, outcome: &Outcome, trigger: &'static str) {
             logs,
             error: outcome.error.clone(),
             trigger,
+            message_ids,
         },
     );
 }
 
-/// Appends what a successful run emitted; returns how many events were accepted.
-async fn emit_function(call: &Call<'_>, outcome: &Outcome, body: &[u8]) -> Result<usize, ApiError> {
+/// Appends what a successful run emitted; returns how many events were accepted and the
+/// messageIds of all of them (duplicates included).
+async fn emit_function(
+    call: &Call<'_>,
+    outcome: &Outcome,
+    body: &[u8],
+) -> Result<(usize, Vec<String>), ApiError> {
     if outcome.events.is_empty() {
-        return Ok(0);
+        return Ok((0, Vec::new()));
     }
     let cx = context(call, None);
     let entries = emit::function_entries(&outcome.events, &cx, body);
-    append_and_show(call, entries).await
+    let ids = entries.iter().map(|e| e.message_id.clone()).collect();
+    Ok((append_and_show(call, entries).await?, ids))
 }
 
 fn context<'a>(call: &'a Call<'a>, pass: Option<&emit::PassThrough<'a>>) -> RequestContext<'a> {

@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::store::StoredRequest;
-use super::{Call, emit_function, log_run, request_key};
+use super::{Call, finish_run, request_key};
 use crate::config::{FunctionRetry, SourceKind};
 use crate::functions::{ErrorKind, FnRequest, Outcome};
 use crate::http::ApiError;
@@ -146,12 +146,11 @@ async fn rerun(state: &AppState, mut r: StoredRequest) -> Result<(), ApiError> {
         Ok(o) => o,
         Err(_) => return Ok(()), // busy or stopping: the request stays due
     };
-    log_run(&call, &outcome, "retry");
+    finish_run(&call, &outcome, r.body.as_bytes(), "retry").await?;
     r.attempts += 1;
     let retry = &state.config.functions.retry;
     match outcome.error.as_ref().map(|e| e.kind) {
         None => {
-            emit_function(&call, &outcome, r.body.as_bytes()).await?;
             if let Some(i) = &src.idempotency
                 && let Some(k) = request_key(&call, &i.key, r.body.as_bytes())
             {

@@ -84,6 +84,12 @@ async fn knocommerce_seed_function_end_to_end() {
     assert!(e["messageId"].as_str().unwrap().starts_with("fn-"));
     assert!(e["receivedAt"].is_string() && e["timestamp"].is_string());
     assert_eq!(events[1]["anonymousId"], "knocommerce-anon");
+    // The lineage names the function run that emitted the event.
+    let mid = e["messageId"].as_str().unwrap();
+    let (status, lineage) = app.get(&format!("/api/v1/events/{mid}?source=kno")).await;
+    assert_eq!(status, StatusCode::OK, "{lineage}");
+    assert_eq!(lineage["function_run"]["trigger"], "webhook");
+    assert_eq!(lineage["function_run"]["outcome"], "ok");
     assert!(events[1].get("userId").is_none());
     // The caller retries the same body: the deterministic messageId makes it a duplicate.
     let (status, resp) = app
