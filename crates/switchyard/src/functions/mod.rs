@@ -115,6 +115,8 @@ pub struct LogLine {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub events: Vec<Box<RawValue>>,
+    /// Indexes into `events` of those emitted without a `messageId`.
+    pub without_message_id: Vec<usize>,
     /// `Segment.set` objects: `{collection, id, properties}`.
     pub objects: Vec<Box<RawValue>>,
     pub logs: Vec<LogLine>,
@@ -146,6 +148,8 @@ pub(crate) struct Settled {
     #[serde(default)]
     events: Vec<Box<RawValue>>,
     #[serde(default)]
+    no_id: Vec<usize>,
+    #[serde(default)]
     objects: Vec<Box<RawValue>>,
 }
 
@@ -163,6 +167,7 @@ impl Settled {
         }
         Outcome {
             events: self.events,
+            without_message_id: self.no_id,
             objects: self.objects,
             logs: self.logs,
             error: None,

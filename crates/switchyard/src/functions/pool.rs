@@ -1,26 +1,27 @@
-//! Engine worker threads behind one bounded queue.
+//! Engine worker threads behind per-source bounded queues.
 //!
 //! QuickJS runtimes are `!Send`, so each worker thread owns one engine per function, compiled
-//! when the worker starts and rebuilt after a timeout or out-of-memory. A source may use at
-//! most `workers - 1` workers at once (at least one), so a function stuck until its deadline
-//! leaves the other sources a worker; HTTP ingest never touches this pool.
+//! when the worker starts and rebuilt after a timeout or out-of-memory. Each source has its
+//! own queue; a worker takes the next job round-robin from the sources that hold fewer than
+//! `workers - 1` workers (at least one), so a function stuck until its deadline leaves the
+//! other sources a worker, and a busy source's jobs run back to back on a hot thread. HTTP
+//! ingest never touches this pool.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use thiserror::Error;
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 
 use super::engine::{Engine, MAX_STACK};
 use super::host::FetchHost;
 use super::{ErrorKind, FnError, FnRequest, Limits, Outcome};
 use crate::delivery::http::HttpClient;
 
-/// Queued runs per worker before callers get `Busy`.
-const QUEUE_PER_WORKER: usize = 64;
+/// Runs waiting per source before its callers get `Busy`.
+pub const QUEUE_PER_SOURCE: usize = 256;
 
 /// One source's function, as compiled into the config.
 #[derive(Debug, Clone)]
@@ -43,19 +44,62 @@ pub enum PoolError {
 }
 
 struct Job {
-    source: Arc<str>,
     req: FnRequest,
     reply: oneshot::Sender<Outcome>,
 }
 
+#[derive(Default)]
+struct Lane {
+    queue: VecDeque<Job>,
+    running: usize,
+}
+
+struct Sched {
+    lanes: Vec<Lane>,
+    /// Where the round-robin scan starts next.
+    next: usize,
+    share: usize,
+    closed: bool,
+}
+
+impl Sched {
+    /// The next runnable job, round-robin over sources under their share.
+    fn take(&mut self) -> Option<(usize, Job)> {
+        let n = self.lanes.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            let lane = &mut self.lanes[i];
+            if lane.running < self.share
+                && let Some(job) = lane.queue.pop_front()
+            {
+                lane.running += 1;
+                self.next = (i + 1) % n;
+                return Some((i, job));
+            }
+        }
+        None
+    }
+}
+
+struct Shared {
+    sched: Mutex<Sched>,
+    ready: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Sched> {
+        self.sched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 pub struct Pool {
-    tx: SyncSender<Job>,
-    shares: HashMap<String, (Arc<str>, Arc<Semaphore>)>,
-    limits: Limits,
+    shared: Arc<Shared>,
+    lanes: HashMap<String, usize>,
 }
 
 impl Pool {
-    /// Starts `workers` threads; each compiles every function before taking work.
+    /// Starts `workers` threads (none without functions); each compiles every function
+    /// before taking work.
     pub fn start(
         specs: Vec<FunctionSpec>,
         workers: usize,
@@ -63,95 +107,102 @@ impl Pool {
         client: HttpClient,
         handle: Handle,
     ) -> std::io::Result<Pool> {
-        let workers = workers.max(1);
-        let (tx, rx) = sync_channel::<Job>(workers * QUEUE_PER_WORKER);
-        let rx = Arc::new(Mutex::new(rx));
-        let share = workers.saturating_sub(1).max(1);
-        let shares = specs
+        let workers = if specs.is_empty() { 0 } else { workers.max(1) };
+        let shared = Arc::new(Shared {
+            sched: Mutex::new(Sched {
+                lanes: specs.iter().map(|_| Lane::default()).collect(),
+                next: 0,
+                share: workers.saturating_sub(1).max(1),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+        });
+        let lanes = specs
             .iter()
-            .map(|s| {
-                let id: Arc<str> = s.source.as_str().into();
-                (s.source.clone(), (id, Arc::new(Semaphore::new(share))))
-            })
+            .enumerate()
+            .map(|(i, s)| (s.source.clone(), i))
             .collect();
         for i in 0..workers {
-            let (rx, specs) = (rx.clone(), specs.clone());
+            let (shared, specs) = (shared.clone(), specs.clone());
             let (client, handle) = (client.clone(), handle.clone());
             std::thread::Builder::new()
                 .name(format!("fn-worker-{i}"))
                 .stack_size(MAX_STACK * 8)
-                .spawn(move || worker(rx, specs, limits, FetchHost::new(client, handle)))?;
+                .spawn(move || worker(&shared, &specs, limits, FetchHost::new(client, handle)))?;
         }
-        Ok(Pool { tx, shares, limits })
+        Ok(Pool { shared, lanes })
     }
 
     pub fn has_function(&self, source: &str) -> bool {
-        self.shares.contains_key(source)
+        self.lanes.contains_key(source)
     }
 
-    /// Runs `source`'s function on `req`. Waits at most one deadline for the source's share
-    /// of the workers, then answers `Busy`.
+    /// Runs `source`'s function on `req`; `Busy` when the source's queue is full.
     pub async fn run(&self, source: &str, req: FnRequest) -> Result<Outcome, PoolError> {
-        let (id, share) = self
-            .shares
+        let lane = *self
+            .lanes
             .get(source)
             .ok_or_else(|| PoolError::NoFunction(source.to_owned()))?;
-        let _permit = tokio::time::timeout(self.limits.deadline, share.acquire())
-            .await
-            .map_err(|_| PoolError::Busy)?
-            .map_err(|_| PoolError::Closed)?;
         let (reply, rx) = oneshot::channel();
-        let job = Job {
-            source: id.clone(),
-            req,
-            reply,
-        };
-        self.tx.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => PoolError::Busy,
-            TrySendError::Disconnected(_) => PoolError::Closed,
-        })?;
+        {
+            let mut sched = self.shared.lock();
+            if sched.closed {
+                return Err(PoolError::Closed);
+            }
+            let queue = &mut sched.lanes[lane].queue;
+            if queue.len() >= QUEUE_PER_SOURCE {
+                return Err(PoolError::Busy);
+            }
+            queue.push_back(Job { req, reply });
+        }
+        self.shared.ready.notify_one();
         rx.await.map_err(|_| PoolError::Closed)
     }
 }
 
-fn worker(
-    rx: Arc<Mutex<Receiver<Job>>>,
-    specs: Vec<FunctionSpec>,
-    limits: Limits,
-    fetch: FetchHost,
-) {
-    let fetch = Rc::new(fetch);
-    let build = |s: &FunctionSpec| Engine::new(&s.filename, &s.code, limits, fetch.clone());
-    let mut engines: HashMap<Arc<str>, (usize, Option<Engine>)> = HashMap::new();
-    for (i, s) in specs.iter().enumerate() {
-        let engine = build(s)
-            .inspect_err(|e| tracing::error!(source = %s.source, error = %e.message, "function failed to load"))
-            .ok();
-        engines.insert(s.source.as_str().into(), (i, engine));
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_all();
     }
+}
+
+fn worker(shared: &Shared, specs: &[FunctionSpec], limits: Limits, fetch: FetchHost) {
+    let fetch = Rc::new(fetch);
+    let build = |s: &FunctionSpec| {
+        Engine::new(&s.filename, &s.code, limits, fetch.clone())
+            .inspect_err(|e| tracing::error!(source = %s.source, error = %e.message, "function failed to load"))
+            .ok()
+    };
+    let mut engines: Vec<Option<Engine>> = specs.iter().map(build).collect();
+    let mut sched = shared.lock();
     loop {
-        // The lock is held only while waiting for the next job, never during a run.
-        let job = match rx.lock() {
-            Ok(guard) => guard.recv(),
-            Err(_) => return,
-        };
-        let Ok(job) = job else { return };
-        let outcome = match engines.get_mut(&job.source) {
-            None => Outcome::failed(FnError::new(ErrorKind::Internal, "unknown function")),
-            Some((i, slot)) => {
-                let spec = &specs[*i];
-                if slot.as_ref().is_none_or(|e| e.poisoned) {
-                    *slot = build(spec).ok();
-                }
-                match slot {
-                    Some(engine) => engine.call(&job.req, &spec.settings_json),
-                    None => Outcome::failed(FnError::new(
-                        ErrorKind::Internal,
-                        "the function could not be loaded; see the server log",
-                    )),
-                }
+        let Some((lane, job)) = sched.take() else {
+            if sched.closed {
+                return;
             }
+            sched = shared.ready.wait(sched).unwrap_or_else(|p| p.into_inner());
+            continue;
         };
-        let _ = job.reply.send(outcome);
+        drop(sched);
+        // A caller that went away (client disconnected) needs no run.
+        if !job.reply.is_closed() {
+            let slot = &mut engines[lane];
+            if slot.as_ref().is_none_or(|e| e.poisoned) {
+                *slot = build(&specs[lane]);
+            }
+            let outcome = match slot {
+                Some(engine) => engine.call(&job.req, &specs[lane].settings_json),
+                None => Outcome::failed(FnError::new(
+                    ErrorKind::Internal,
+                    "the function could not be loaded; see the server log",
+                )),
+            };
+            let _ = job.reply.send(outcome);
+        }
+        sched = shared.lock();
+        sched.lanes[lane].running -= 1;
+        // This source may be under its share again: let an idle worker look.
+        shared.ready.notify_one();
     }
 }

@@ -237,6 +237,8 @@
   // ---- Segment.* (emulator rules, §2.3) -------------------------------------------------------
   let events = [];
   let objects = [];
+  // Indexes of emitted events without a messageId: the host gives them a deterministic one.
+  let noId = [];
   const COMMON = ['userId', 'anonymousId', 'context', 'integrations', 'messageId', 'sentAt', 'timestamp'];
   function put(out, key, value) { if (value) out[key] = value; }
   function need(msg, field) {
@@ -249,6 +251,7 @@
       const out = { type: type };
       for (const f of fields) put(out, f, msg[f]);
       for (const f of COMMON) put(out, f, msg[f]);
+      if (!out.messageId) noId.push(events.length);
       events.push(out);
     };
   }
@@ -274,24 +277,27 @@
     if (e instanceof Error) return { name: e.name || 'Error', message: String(e.message), stack: String(e.stack || '') };
     return { name: 'Error', message: show(e), stack: '' };
   }
-  function makeRequest(body, headers, url) {
+  // Headers and URL are built on first use: most functions only call json().
+  function makeRequest(body, headersJson, url) {
     let parsed;
     let done = false;
+    let headers;
+    let u;
     return {
       json() { if (!done) { parsed = JSON.parse(body); done = true; } return parsed; },
       text() { return body; },
-      headers: new Headers(headers),
-      url: new URL(url),
+      get headers() { if (headers === undefined) headers = new Headers(JSON.parse(headersJson)); return headers; },
+      get url() { if (u === undefined) u = new URL(url); return u; },
     };
   }
   Object.defineProperty(g, '__run', {
     value: function (body, headersJson, url, settingsJson) {
-      events = []; objects = []; logs = []; logBytes = 0; settled = undefined;
+      events = []; objects = []; noId = []; logs = []; logBytes = 0; settled = undefined;
       pending.clear();
       let p;
       try {
         if (typeof g.onRequest !== 'function') throw new Error('the function does not define onRequest(request, settings)');
-        p = Promise.resolve(g.onRequest(makeRequest(body, JSON.parse(headersJson), url), JSON.parse(settingsJson)));
+        p = Promise.resolve(g.onRequest(makeRequest(body, headersJson, url), JSON.parse(settingsJson)));
       } catch (e) {
         p = Promise.reject(e);
       }
@@ -302,7 +308,7 @@
     value: function () {
       if (settled === undefined) return null;
       try {
-        return JSON.stringify(Object.assign({}, settled, { logs: logs, events: events, objects: objects }));
+        return JSON.stringify(Object.assign({}, settled, { logs: logs, events: events, no_id: noId, objects: objects }));
       } catch (e) {
         const message = 'an emitted event is not JSON: ' + e.message;
         return JSON.stringify({ ok: false, name: 'InvalidEventPayload', message: message, stack: '', logs: logs, events: [], objects: [] });

@@ -2,7 +2,6 @@
 //! body of Segment events passed through. Both then take the HTTP API's path (validation,
 //! normalisation, dedupe, the durable log).
 
-use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -25,36 +24,33 @@ pub fn function_message_id(source: &str, body: &[u8], index: usize) -> String {
     format!("fn-{}", hex::encode(h.finalize()))
 }
 
-/// Log entries for the events a function emitted.
+/// Log entries for the events a function emitted. Those listed in `without_id` get the
+/// deterministic id, spliced in as the first field (the prelude's JSON.stringify output
+/// always starts with `{`), so no event is parsed twice.
 pub fn function_entries(
     events: &[Box<RawValue>],
+    without_id: &[usize],
     cx: &RequestContext<'_>,
     body: &[u8],
 ) -> Vec<Entry> {
-    let with_ids: Vec<Box<RawValue>> = events
+    let mut missing = without_id.iter().copied().peekable();
+    let spliced: Vec<Option<Box<RawValue>>> = events
         .iter()
         .enumerate()
-        .map(|(i, ev)| with_message_id(ev, cx.source, body, i))
+        .map(|(i, ev)| {
+            missing.next_if_eq(&i)?;
+            let rest = ev.get().strip_prefix('{')?.trim_start();
+            let id = function_message_id(cx.source, body, i);
+            let sep = if rest.starts_with('}') { "" } else { "," };
+            RawValue::from_string(format!("{{\"messageId\":\"{id}\"{sep}{rest}")).ok()
+        })
         .collect();
-    let refs: Vec<&RawValue> = with_ids.iter().map(|b| &**b).collect();
+    let refs: Vec<&RawValue> = events
+        .iter()
+        .zip(&spliced)
+        .map(|(ev, s)| s.as_deref().unwrap_or(ev))
+        .collect();
     ingest::to_entries(&refs, cx)
-}
-
-fn with_message_id(ev: &RawValue, source: &str, body: &[u8], i: usize) -> Box<RawValue> {
-    let Ok(mut fields) = serde_json::from_str::<IndexMap<String, Box<RawValue>>>(ev.get()) else {
-        return ev.to_owned();
-    };
-    let present = fields
-        .get("messageId")
-        .is_some_and(|v| !matches!(v.get(), "null" | "\"\""));
-    if present {
-        return ev.to_owned();
-    }
-    let id = Value::String(function_message_id(source, body, i)).to_string();
-    if let Ok(raw) = RawValue::from_string(id) {
-        fields.insert("messageId".into(), raw);
-    }
-    serde_json::value::to_raw_value(&fields).unwrap_or_else(|_| ev.to_owned())
 }
 
 #[derive(Deserialize)]
@@ -157,17 +153,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn function_ids_are_deterministic_and_respect_given_ids() {
+    fn function_ids_are_deterministic_and_spliced_only_where_missing() {
         let a = function_message_id("kno", b"{}", 0);
         assert_eq!(a, function_message_id("kno", b"{}", 0));
         assert_ne!(a, function_message_id("kno", b"{}", 1));
         assert_ne!(a, function_message_id("stigg", b"{}", 0));
         assert!(a.starts_with("fn-") && a.len() == 67);
-        let given = RawValue::from_string(r#"{"type":"track","messageId":"m1"}"#.into()).unwrap();
-        assert_eq!(with_message_id(&given, "s", b"", 0).get(), given.get());
-        let none = RawValue::from_string(r#"{"type":"track","messageId":null}"#.into()).unwrap();
-        let v: Value = serde_json::from_str(with_message_id(&none, "s", b"b", 2).get()).unwrap();
-        assert_eq!(v["messageId"], function_message_id("s", b"b", 2));
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
+        let events = vec![
+            raw(r#"{"type":"track","event":"A","userId":"u","messageId":"m1"}"#),
+            raw(r#"{"type":"track","event":"B","userId":"u"}"#),
+        ];
+        let cx = RequestContext {
+            source: "kno",
+            environment: "production",
+            received_at: time::OffsetDateTime::now_utc(),
+            path_type: None,
+            sent_at: None,
+            context: None,
+            integrations: None,
+        };
+        let entries = function_entries(&events, &[1], &cx, b"body");
+        let ids: Vec<_> = entries.iter().map(|e| e.message_id.as_str()).collect();
+        assert_eq!(ids, ["m1", function_message_id("kno", b"body", 1).as_str()]);
+        assert!(entries.iter().all(|e| e.kind == Kind::Accepted));
     }
 
     #[test]

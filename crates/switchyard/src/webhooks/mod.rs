@@ -344,7 +344,7 @@ async fn emit_function(
         return Ok((0, Vec::new()));
     }
     let cx = context(call, None);
-    let entries = emit::function_entries(&outcome.events, &cx, body);
+    let entries = emit::function_entries(&outcome.events, &outcome.without_message_id, &cx, body);
     let ids = entries.iter().map(|e| e.message_id.clone()).collect();
     Ok((append_and_show(call, entries).await?, ids))
 }
