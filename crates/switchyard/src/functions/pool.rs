@@ -44,7 +44,7 @@ pub enum PoolError {
 }
 
 struct Job {
-    req: FnRequest,
+    req: Arc<FnRequest>,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -78,6 +78,12 @@ impl Sched {
             }
         }
         None
+    }
+
+    fn has_runnable(&self) -> bool {
+        self.lanes
+            .iter()
+            .any(|l| l.running < self.share && !l.queue.is_empty())
     }
 }
 
@@ -138,13 +144,13 @@ impl Pool {
     }
 
     /// Runs `source`'s function on `req`; `Busy` when the source's queue is full.
-    pub async fn run(&self, source: &str, req: FnRequest) -> Result<Outcome, PoolError> {
+    pub async fn run(&self, source: &str, req: Arc<FnRequest>) -> Result<Outcome, PoolError> {
         let lane = *self
             .lanes
             .get(source)
             .ok_or_else(|| PoolError::NoFunction(source.to_owned()))?;
         let (reply, rx) = oneshot::channel();
-        {
+        let wake = {
             let mut sched = self.shared.lock();
             if sched.closed {
                 return Err(PoolError::Closed);
@@ -154,8 +160,13 @@ impl Pool {
                 return Err(PoolError::Busy);
             }
             queue.push_back(Job { req, reply });
+            // A worker is woken only if one could take this: a source at its share waits
+            // for its running worker, which takes the next job itself.
+            sched.has_runnable()
+        };
+        if wake {
+            self.shared.ready.notify_one();
         }
-        self.shared.ready.notify_one();
         rx.await.map_err(|_| PoolError::Closed)
     }
 }
@@ -184,6 +195,11 @@ fn worker(shared: &Shared, specs: &[FunctionSpec], limits: Limits, fetch: FetchH
             sched = shared.ready.wait(sched).unwrap_or_else(|p| p.into_inner());
             continue;
         };
+        // Wake another worker only when there is more it could run: the finishing worker
+        // takes the next job itself, so a busy source does not bounce between threads.
+        if sched.has_runnable() {
+            shared.ready.notify_one();
+        }
         drop(sched);
         // A caller that went away (client disconnected) needs no run.
         if !job.reply.is_closed() {
@@ -202,7 +218,5 @@ fn worker(shared: &Shared, specs: &[FunctionSpec], limits: Limits, fetch: FetchH
         }
         sched = shared.lock();
         sched.lanes[lane].running -= 1;
-        // This source may be under its share again: let an idle worker look.
-        shared.ready.notify_one();
     }
 }

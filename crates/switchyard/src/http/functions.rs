@@ -90,7 +90,7 @@ pub async fn test_function(
     let outcome = state
         .webhooks
         .pool
-        .run(&id, req)
+        .run(&id, std::sync::Arc::new(req))
         .await
         .map_err(|e| ApiError::unavailable("functions_busy", e.to_string()))?;
     Ok(Json(outcome.into()))

@@ -11,6 +11,8 @@ pub mod retry;
 pub mod store;
 pub mod verify;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use axum::Json;
 use axum::body::Body;
@@ -162,11 +164,11 @@ async fn handle(
     }
     state.admission.admit(&state, &id, 1)?;
     if src.function.is_some() {
-        let req = FnRequest {
+        let req = Arc::new(FnRequest {
             body: String::from_utf8_lossy(&bytes).into_owned(),
             headers: header_pairs(&headers),
             url: request_url(&headers, &uri),
-        };
+        });
         run_function(&call, req, &bytes).await
     } else {
         pass_through(&call, &bytes).await
@@ -191,7 +193,11 @@ fn request_url(headers: &HeaderMap, uri: &axum::http::Uri) -> String {
     )
 }
 
-async fn run_function(call: &Call<'_>, req: FnRequest, body: &[u8]) -> Result<Response, ApiError> {
+async fn run_function(
+    call: &Call<'_>,
+    req: Arc<FnRequest>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let webhooks = &call.state.webhooks;
     let now = call.received_ms();
     let key = call
@@ -223,7 +229,7 @@ async fn run_function(call: &Call<'_>, req: FnRequest, body: &[u8]) -> Result<Re
             }
             Ok(Json(json!({"success": true, "emitted": n})).into_response())
         }
-        Some(ErrorKind::Retry) => retry::store_first(call, req, &outcome),
+        Some(ErrorKind::Retry) => retry::store_first(call, &req, &outcome),
         Some(kind) => Err(failure(call, kind, &outcome, body)),
     }
 }

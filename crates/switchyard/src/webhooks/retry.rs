@@ -36,20 +36,21 @@ fn message(outcome: &Outcome) -> String {
 /// Stores the request of a run that threw `RetryError`; 202 once it is durable.
 pub(super) fn store_first(
     call: &Call<'_>,
-    req: FnRequest,
+    req: &FnRequest,
     outcome: &Outcome,
 ) -> Result<Response, ApiError> {
     let retry = &call.state.config.functions.retry;
     let mut r = StoredRequest {
         id: 0,
         source: call.id.to_owned(),
-        body: req.body,
+        body: req.body.clone(),
         headers: req
             .headers
-            .into_iter()
+            .iter()
             .filter(|(k, _)| !crate::redact::is_secret_header(k))
+            .cloned()
             .collect(),
-        url: req.url,
+        url: req.url.clone(),
         received_ms: call.received_ms(),
         attempts: 1,
         next_ms: crate::event::now_ms() + delay(1, retry).as_millis() as i64,
@@ -137,11 +138,11 @@ async fn rerun(state: &AppState, mut r: StoredRequest) -> Result<(), ApiError> {
         src,
         received_at,
     };
-    let req = FnRequest {
+    let req = std::sync::Arc::new(FnRequest {
         body: r.body.clone(),
         headers: r.headers.clone(),
         url: r.url.clone(),
-    };
+    });
     let outcome = match state.webhooks.pool.run(&r.source, req).await {
         Ok(o) => o,
         Err(_) => return Ok(()), // busy or stopping: the request stays due
