@@ -18,17 +18,25 @@ PID=
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-cat > "$WORK/c.yaml" <<YAML
+# serve EXTRA_SOURCE_YAML: one server with the KnoCommerce source (plus EXTRA) on :18191.
+serve() {
+  [ -n "$PID" ] && { kill "$PID"; wait "$PID" 2>/dev/null || true; }
+  rm -rf "$WORK/data"
+  cat > "$WORK/c.yaml" <<YAML
 server: { listen: 127.0.0.1:18191, data_dir: "$WORK/data", min_free_disk: 100MiB }
 sources:
   - { id: api, type: http_api, write_keys: { production: wk_fnbench } }
   - { id: kno, type: webhook, public: true, function: "$PWD/examples/knocommerce/functions/knocommerce.js" }
+$1
 destinations: []
 YAML
-RUST_LOG=warn "$SY" serve --config "$WORK/c.yaml" > "$WORK/out" 2> "$WORK/err" &
-PID=$!
-for _ in $(seq 100); do curl -sf http://127.0.0.1:18191/readyz >/dev/null && break; sleep 0.1; done
+  RUST_LOG=warn "$SY" serve --config "$WORK/c.yaml" > "$WORK/out" 2> "$WORK/err" &
+  PID=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:18191/readyz >/dev/null && return 0; sleep 0.1; done
+  cat "$WORK/err"; exit 1
+}
 lg() { "$LG" --url http://127.0.0.1:18191 --write-key wk_fnbench --concurrency "$CONCURRENCY" --duration "$DURATION" "$@"; }
+serve ""
 field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['$2'], 2))" "$1"; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
 
@@ -37,6 +45,9 @@ WH=$(lg --mode webhook --run-id wh)
 echo "# track: the same events to /v1/track, c=$CONCURRENCY" >&2
 TR=$(lg --mode kno-track --run-id tr)
 ACCEPTED=$(curl -s http://127.0.0.1:18191/metrics | awk '/^switchyard_events_accepted_total\{source="kno"\}/ {print $2}')
+echo "# webhook again, with a second (idle) function source: kno may then hold 1 of 2 workers" >&2
+serve "  - { id: stigg, type: webhook, public: true, function: \"$PWD/examples/stigg/functions/stigg.js\" }"
+WH2=$(lg --mode webhook --run-id wh2)
 echo "# engine: bare calls on one thread" >&2
 EN=$(cargo bench -q -p switchyard --bench engine -- 5 2>/dev/null | tail -1)
 
@@ -45,6 +56,7 @@ cat <<TABLE
 |---|---|---|---|
 | KnoCommerce function, webhook → durable event, invocations/s (c=$CONCURRENCY) | $(field "$WH" requests_per_s) | /v1/track, same events: $(field "$TR" requests_per_s) | $(ratio "$(field "$WH" requests_per_s)" "$(field "$TR" requests_per_s)") |
 | p99 ms at that load | $(field "$WH" p99_ms) | $(field "$TR" p99_ms) | $(ratio "$(field "$WH" p99_ms)" "$(field "$TR" p99_ms)") |
+| same, with a second function source configured (kno's share: 1 of 2 workers) | $(field "$WH2" requests_per_s) | /v1/track, same events: $(field "$TR" requests_per_s) | $(ratio "$(field "$WH2" requests_per_s)" "$(field "$TR" requests_per_s)") |
 | engine bare calls/s, one thread | $(field "$EN" calls_per_s) | — | — |
 TABLE
 echo "errors: webhook $(field "$WH" errors), track $(field "$TR" errors); events accepted from kno: ${ACCEPTED:-?} (webhook requests answered: $(field "$WH" requests))"

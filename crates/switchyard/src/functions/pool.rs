@@ -3,8 +3,8 @@
 //! QuickJS runtimes are `!Send`, so each worker thread owns one engine per function, compiled
 //! when the worker starts and rebuilt after a timeout or out-of-memory. Each source has its
 //! own queue; a worker takes the next job round-robin from the sources that hold fewer than
-//! `workers - 1` workers (at least one), so a function stuck until its deadline leaves the
-//! other sources a worker, and a busy source's jobs run back to back on a hot thread. HTTP
+//! `workers - 1` workers (at least one; all of them when only one source has a function), so
+//! a function stuck until its deadline leaves the other sources a worker, and a busy source's jobs run back to back on a hot thread. HTTP
 //! ingest never touches this pool.
 
 use std::collections::{HashMap, VecDeque};
@@ -118,7 +118,12 @@ impl Pool {
             sched: Mutex::new(Sched {
                 lanes: specs.iter().map(|_| Lane::default()).collect(),
                 next: 0,
-                share: workers.saturating_sub(1).max(1),
+                // With one function there is no other source to keep a worker free for.
+                share: if specs.len() <= 1 {
+                    workers.max(1)
+                } else {
+                    workers.saturating_sub(1).max(1)
+                },
                 closed: false,
             }),
             ready: Condvar::new(),
