@@ -142,7 +142,7 @@ pub enum SourceKind {
     Webhook(Box<WebhookSource>),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WebhookSource {
     pub environment: String,
     pub function: Option<crate::functions::pool::FunctionSpec>,
@@ -151,6 +151,19 @@ pub struct WebhookSource {
     pub public: bool,
     /// `None` when idempotency is disabled.
     pub idempotency: Option<Idempotency>,
+}
+
+impl std::fmt::Debug for WebhookSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSource")
+            .field("environment", &self.environment)
+            .field("function", &self.function.as_ref().map(|s| &s.filename))
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("verify", &self.verify)
+            .field("public", &self.public)
+            .field("idempotency", &self.idempotency)
+            .finish()
+    }
 }
 
 /// Inbound signature verification (SPEC §3b).

@@ -178,54 +178,14 @@ fn webhook(
             format!("environment {environment:?} must match [a-z0-9_-]+"),
         );
     }
-    let token = raw.token.clone();
-    if token
-        .as_deref()
-        .is_some_and(|t| t.len() < 16 || t.contains('/') || t.chars().any(char::is_control))
-    {
-        cx.err(
-            format!("{path}.token"),
-            "a token must be at least 16 characters, without '/' or control characters",
-        );
-    }
-    let verify = raw
-        .verify
-        .as_ref()
-        .and_then(|v| verify(cx, v, &format!("{path}.verify")));
-    let public = raw.public.unwrap_or(false);
-    if raw.verify.is_none() && token.is_none() && !public {
-        cx.err(
-            path,
-            "a webhook source needs verify, a token, or an explicit public: true (SPEC §3b)",
-        );
-    }
+    let (token, verify, public) = authentication(cx, raw, path);
     if raw.settings.is_some() && raw.function.is_none() {
         cx.err(
             format!("{path}.settings"),
             "settings are passed to a function; this source has none",
         );
     }
-    let idem = raw.idempotency.as_ref();
-    let idempotency = (idem.and_then(|i| i.enabled) != Some(false)).then(|| {
-        let key = idem
-            .and_then(|i| i.key.clone())
-            .unwrap_or_else(|| "messageId".into());
-        if key.is_empty() || key.split('.').any(str::is_empty) {
-            cx.err(
-                format!("{path}.idempotency.key"),
-                "must be a dot path such as messageId or data.id",
-            );
-        }
-        let window = cx.duration(
-            &idem.and_then(|i| i.window.clone()),
-            Duration::from_secs(86_400),
-            &format!("{path}.idempotency.window"),
-        );
-        Idempotency {
-            key: key.split('.').map(str::to_owned).collect(),
-            window,
-        }
-    });
+    let idempotency = idempotency(cx, raw.idempotency.as_ref(), path);
     let function = raw.function.as_ref().and_then(|f| {
         let settings = serde_json::to_string(
             &raw.settings
@@ -253,6 +213,61 @@ fn webhook(
     }))
 }
 
+/// `token`, `verify` and `public`: at least one must be set (SPEC §3b).
+fn authentication(
+    cx: &mut Cx,
+    raw: &RawSource,
+    path: &str,
+) -> (Option<String>, Option<Verify>, bool) {
+    let token = raw.token.clone();
+    if token
+        .as_deref()
+        .is_some_and(|t| t.len() < 16 || t.contains('/') || t.chars().any(char::is_control))
+    {
+        cx.err(
+            format!("{path}.token"),
+            "a token must be at least 16 characters, without '/' or control characters",
+        );
+    }
+    let verify = raw
+        .verify
+        .as_ref()
+        .and_then(|v| verify(cx, v, &format!("{path}.verify")));
+    let public = raw.public.unwrap_or(false);
+    if raw.verify.is_none() && token.is_none() && !public {
+        cx.err(
+            path,
+            "a webhook source needs verify, a token, or an explicit public: true (SPEC §3b)",
+        );
+    }
+    (token, verify, public)
+}
+
+/// `idempotency`: on unless `enabled: false`; key `messageId` and window 24h by default.
+fn idempotency(cx: &mut Cx, idem: Option<&RawIdempotency>, path: &str) -> Option<Idempotency> {
+    if idem.and_then(|i| i.enabled) == Some(false) {
+        return None;
+    }
+    let key = idem
+        .and_then(|i| i.key.clone())
+        .unwrap_or_else(|| "messageId".into());
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        cx.err(
+            format!("{path}.idempotency.key"),
+            "must be a dot path such as messageId or data.id",
+        );
+    }
+    let window = cx.duration(
+        &idem.and_then(|i| i.window.clone()),
+        Duration::from_secs(86_400),
+        &format!("{path}.idempotency.window"),
+    );
+    Some(Idempotency {
+        key: key.split('.').map(str::to_owned).collect(),
+        window,
+    })
+}
+
 fn verify(cx: &mut Cx, v: &RawVerify, path: &str) -> Option<Verify> {
     if v.secret.is_empty() {
         cx.err(format!("{path}.secret"), "must not be empty");
@@ -262,18 +277,13 @@ fn verify(cx: &mut Cx, v: &RawVerify, path: &str) -> Option<Verify> {
         ("encoding", v.encoding.is_some()),
         ("prefix", v.prefix.is_some()),
     ];
-    match v.scheme.as_str() {
-        "segment" | "standard_webhooks" => {
-            for (field, set) in hmac_only {
-                if set {
-                    cx.err(
-                        format!("{path}.{field}"),
-                        "only scheme hmac_sha256 takes this key",
-                    );
-                }
-            }
+    if matches!(v.scheme.as_str(), "segment" | "standard_webhooks") {
+        for (field, _) in hmac_only.iter().filter(|(_, set)| *set) {
+            cx.err(
+                format!("{path}.{field}"),
+                "only scheme hmac_sha256 takes this key",
+            );
         }
-        _ => {}
     }
     if v.allow_unsigned_batch_tail.is_some() && v.scheme != "segment" {
         cx.err(
@@ -293,33 +303,7 @@ fn verify(cx: &mut Cx, v: &RawVerify, path: &str) -> Option<Verify> {
                 None
             }
         },
-        "hmac_sha256" => {
-            let Some(header) = v
-                .header
-                .clone()
-                .filter(|h| axum::http::HeaderName::try_from(h.as_str()).is_ok())
-            else {
-                cx.err(format!("{path}.header"), "hmac_sha256 needs the header that carries the signature, e.g. X-Hub-Signature-256");
-                return None;
-            };
-            let base64 = match v.encoding.as_deref().unwrap_or("hex") {
-                "hex" => false,
-                "base64" => true,
-                other => {
-                    cx.err(
-                        format!("{path}.encoding"),
-                        format!("unknown encoding {other:?}; expected hex or base64"),
-                    );
-                    false
-                }
-            };
-            Some(Verify::HmacSha256 {
-                secret: v.secret.clone(),
-                header,
-                base64,
-                prefix: v.prefix.clone().unwrap_or_default(),
-            })
-        }
+        "hmac_sha256" => hmac_sha256(cx, v, path),
         other => {
             cx.err(
                 format!("{path}.scheme"),
@@ -330,6 +314,37 @@ fn verify(cx: &mut Cx, v: &RawVerify, path: &str) -> Option<Verify> {
             None
         }
     }
+}
+
+fn hmac_sha256(cx: &mut Cx, v: &RawVerify, path: &str) -> Option<Verify> {
+    let Some(header) = v
+        .header
+        .clone()
+        .filter(|h| axum::http::HeaderName::try_from(h.as_str()).is_ok())
+    else {
+        cx.err(
+            format!("{path}.header"),
+            "hmac_sha256 needs the header that carries the signature, e.g. X-Hub-Signature-256",
+        );
+        return None;
+    };
+    let base64 = match v.encoding.as_deref().unwrap_or("hex") {
+        "hex" => false,
+        "base64" => true,
+        other => {
+            cx.err(
+                format!("{path}.encoding"),
+                format!("unknown encoding {other:?}; expected hex or base64"),
+            );
+            false
+        }
+    };
+    Some(Verify::HmacSha256 {
+        secret: v.secret.clone(),
+        header,
+        base64,
+        prefix: v.prefix.clone().unwrap_or_default(),
+    })
 }
 
 fn load_function(

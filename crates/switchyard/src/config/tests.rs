@@ -147,3 +147,74 @@ fn the_shipped_example_config_compiles_cleanly() {
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(config.sources[0].id, "web");
 }
+
+#[test]
+fn webhook_sources_report_every_problem_with_its_path() {
+    let (c, problems) = compile(
+        r#"
+functions: { workers: 0, memory: 1MiB }
+sources:
+  - { id: open, type: webhook }
+  - { id: short, type: webhook, token: abc }
+  - { id: sig, type: webhook, verify: { scheme: hmac_sha256, secret: s, encoding: b32 } }
+  - { id: sw, type: webhook, verify: { scheme: standard_webhooks, secret: nope, prefix: "x" } }
+  - { id: odd, type: webhook, public: true, verify: { scheme: md5, secret: s } }
+  - { id: cfg, type: webhook, public: true, settings: { a: 1 }, write_keys: { production: k } }
+  - { id: idem, type: webhook, public: true, idempotency: { key: "a..b", window: 5 } }
+  - { id: fn, type: webhook, public: true, function: /nonexistent/fn.js }
+"#,
+    );
+    assert!(c.is_none());
+    let expect = [
+        "error functions.workers must be at least 1",
+        "error functions.memory must be at least 4MiB",
+        "error sources[open] a webhook source needs verify, a token, or an explicit public: true",
+        "error sources[short].token a token must be at least 16 characters",
+        "error sources[sig].verify.header hmac_sha256 needs the header",
+        "error sources[sw].verify.prefix only scheme hmac_sha256 takes this key",
+        "error sources[sw].verify.secret a Standard Webhooks secret must be whsec_",
+        "error sources[odd].verify.scheme unknown scheme \"md5\"",
+        "error sources[cfg].write_keys only http_api sources take this key",
+        "error sources[cfg].settings settings are passed to a function; this source has none",
+        "error sources[idem].idempotency.key must be a dot path",
+        "error sources[idem].idempotency.window duration 5 needs a unit",
+        "error sources[fn].function cannot read function file /nonexistent/fn.js",
+    ];
+    for want in expect {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_webhook_source_compiles_with_its_defaults() {
+    let (c, problems) = compile(
+        "sources:\n  - { id: hook, type: webhook, verify: { scheme: segment, secret: s3cr3t } }\n",
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    let c = c.unwrap();
+    let SourceKind::Webhook(w) = &c.sources[0].kind else {
+        panic!("not a webhook source");
+    };
+    assert_eq!(w.environment, "production");
+    let idem = w.idempotency.as_ref().expect("on by default");
+    assert_eq!(
+        (idem.key.clone(), idem.window),
+        (vec!["messageId".to_owned()], Duration::from_secs(86_400))
+    );
+    assert!(matches!(
+        w.verify,
+        Some(Verify::Segment {
+            allow_unsigned_batch_tail: false,
+            ..
+        })
+    ));
+    assert_eq!((c.functions.workers, c.functions.retry.attempts), (2, 6));
+    assert_eq!(c.functions.limits.deadline, Duration::from_secs(5));
+    assert!(
+        format!("{w:?}").contains("Segment(***)"),
+        "secrets stay out of Debug"
+    );
+}

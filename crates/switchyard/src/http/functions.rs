@@ -60,15 +60,24 @@ pub async fn dead_letters(
         .store
         .dead_letters(&id, limit(&q)?)
         .map_err(|e| ApiError::internal("storage_error", e))?;
+    // A token may sit in the path (`/webhooks/{id}/{token}`): redact it like the query.
+    let token = state.config.sources.iter().find_map(|s| match &s.kind {
+        crate::config::SourceKind::Webhook(w) if s.id == id => w.token.clone(),
+        _ => None,
+    });
     let shown: Vec<Value> = dead
         .into_iter()
         .map(|r| {
+            let mut url = crate::redact::url(&r.url);
+            if let Some(t) = &token {
+                url = url.replace(t.as_str(), &crate::redact::redacted(t));
+            }
             json!({
                 "id": r.id,
                 "received_at_ms": r.received_ms,
                 "attempts": r.attempts,
                 "reason": r.last_error,
-                "url": crate::redact::url(&r.url),
+                "url": url,
                 "headers": r.headers,
                 "body": r.body,
             })

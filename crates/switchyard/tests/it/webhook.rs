@@ -250,6 +250,8 @@ async fn permanent_failures_dead_letter_and_replay_delivers_them() {
     );
     assert_eq!(dead[0]["attempts"], 1, "a permanent failure is not retried");
     r.answer(200);
+    // Taken before the replay call: the delivery may land before the call returns.
+    let replayed_at = Instant::now();
     let one = dead[0]["id"].as_u64().unwrap();
     let url = format!(
         "{}/api/v1/destinations/knock/dead-letters/{one}/replay",
@@ -262,7 +264,6 @@ async fn permanent_failures_dead_letter_and_replay_delivers_them() {
             .status,
         StatusCode::OK
     );
-    let replayed_at = Instant::now();
     r.wait_for("the replayed dead letter", |g| {
         delivered_ids(g, "/knock", replayed_at).len() == 1
     })
