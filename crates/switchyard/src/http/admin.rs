@@ -28,13 +28,7 @@ pub async fn source_events(
     if !state.recent.has_source(&id) {
         return Err(ApiError::not_found(format!("no source {id:?}")));
     }
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let limit = super::page_limit(q.limit)?;
     let status = match q.status.as_deref() {
         None => None,
         Some("accepted") => Some(Kind::Accepted),

@@ -16,18 +16,6 @@ pub struct Page {
     before: Option<u64>,
 }
 
-fn limit(p: &Page) -> Result<usize, ApiError> {
-    let l = p.limit.unwrap_or(100);
-    if (1..=1000).contains(&l) {
-        Ok(l)
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_limit",
-            "limit must be between 1 and 1000",
-        ))
-    }
-}
-
 fn known(state: &AppState, id: &str) -> Result<(), ApiError> {
     if state.destinations.iter().any(|d| d.id == id) {
         Ok(())
@@ -77,7 +65,7 @@ pub async fn deliveries(
     Query(p): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     known(&state, &id)?;
-    let (l, before, store) = (limit(&p)?, p.before, state.store.clone());
+    let (l, before, store) = (super::page_limit(p.limit)?, p.before, state.store.clone());
     let list = blocking(move || store.attempts(&id, l, before)).await?;
     let next = (list.len() == l)
         .then(|| list.last().map(|a| a.id))
@@ -93,7 +81,7 @@ pub async fn dead_letters(
     Query(p): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     known(&state, &id)?;
-    let (l, before, store) = (limit(&p)?, p.before, state.store.clone());
+    let (l, before, store) = (super::page_limit(p.limit)?, p.before, state.store.clone());
     let list = blocking(move || store.dead_letters(&id, l, before)).await?;
     let next = (list.len() == l)
         .then(|| list.last().map(|d| d.delivery.id))

@@ -17,18 +17,6 @@ pub struct LimitQuery {
     limit: Option<usize>,
 }
 
-fn limit(q: &LimitQuery) -> Result<usize, ApiError> {
-    let n = q.limit.unwrap_or(100);
-    if (1..=1000).contains(&n) {
-        Ok(n)
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_limit",
-            "limit must be between 1 and 1000",
-        ))
-    }
-}
-
 fn with_function(state: &AppState, id: &str) -> Result<(), ApiError> {
     if state.webhooks.pool.has_function(id) {
         Ok(())
@@ -45,7 +33,7 @@ pub async fn logs(
     Query(q): Query<LimitQuery>,
 ) -> Result<Json<Value>, ApiError> {
     with_function(&state, &id)?;
-    let runs = state.webhooks.logs.recent(&id, limit(&q)?);
+    let runs = state.webhooks.logs.recent(&id, super::page_limit(q.limit)?);
     Ok(Json(json!({ "runs": runs })))
 }
 
@@ -58,7 +46,7 @@ pub async fn dead_letters(
     let dead = state
         .webhooks
         .store
-        .dead_letters(&id, limit(&q)?)
+        .dead_letters(&id, super::page_limit(q.limit)?)
         .map_err(|e| ApiError::internal("storage_error", e))?;
     // A token may sit in the path (`/webhooks/{id}/{token}`): redact it like the query.
     let token = state.config.sources.iter().find_map(|s| match &s.kind {

@@ -15,6 +15,19 @@ use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 
 pub use error::ApiError;
 
+/// The `limit` of a list route: 100 by default, 1 to 1000.
+fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let l = limit.unwrap_or(100);
+    if (1..=1000).contains(&l) {
+        Ok(l)
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 1000",
+        ))
+    }
+}
+
 use crate::ingest;
 use crate::state::AppState;
 use crate::webhooks;

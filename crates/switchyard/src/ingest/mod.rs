@@ -44,18 +44,19 @@ fn route(kind: &str) -> Option<Route> {
     }
 }
 
+/// A request body's top level, parsed once; events stay raw.
 #[derive(Deserialize)]
-struct Envelope<'a> {
+pub(crate) struct Envelope<'a> {
     #[serde(borrow, default)]
-    batch: Option<&'a RawValue>,
+    pub batch: Option<&'a RawValue>,
     #[serde(rename = "writeKey", borrow, default)]
-    write_key: Option<&'a RawValue>,
+    pub write_key: Option<&'a RawValue>,
     #[serde(rename = "sentAt", borrow, default)]
-    sent_at: Option<&'a RawValue>,
+    pub sent_at: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    context: Option<&'a RawValue>,
+    pub context: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    integrations: Option<&'a RawValue>,
+    pub integrations: Option<&'a RawValue>,
 }
 
 pub async fn ingest(

@@ -2,7 +2,6 @@
 //! body of Segment events passed through. Both then take the HTTP API's path (validation,
 //! normalisation, dedupe, the durable log).
 
-use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -53,18 +52,6 @@ pub fn function_entries(
     ingest::to_entries(&refs, cx)
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    batch: &'a RawValue,
-    #[serde(rename = "sentAt", borrow, default)]
-    sent_at: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    context: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    integrations: Option<&'a RawValue>,
-}
-
 /// The parts of a pass-through body: a Segment event, an array of events, or a batch
 /// envelope (what a Segment Webhooks (Actions) destination or an SDK sends).
 pub struct PassThrough<'a> {
@@ -88,8 +75,10 @@ pub fn parse_pass_through(body: &[u8]) -> Result<PassThrough<'_>, ApiError> {
             integrations: None,
         });
     }
-    if let Ok(env) = serde_json::from_slice::<Envelope<'_>>(body) {
-        let elements = serde_json::from_str(env.batch.get())
+    if let Ok(env) = serde_json::from_slice::<ingest::Envelope<'_>>(body)
+        && let Some(batch) = env.batch
+    {
+        let elements = serde_json::from_str(batch.get())
             .map_err(|_| ApiError::bad_request("invalid_batch", "\"batch\" must be an array"))?;
         return Ok(PassThrough {
             elements,
