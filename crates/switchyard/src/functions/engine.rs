@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rquickjs::context::EvalOptions;
 use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Runtime};
 
-use super::host::{self, FetchHost};
+use super::host::{self, FetchHost, Wake};
 use super::{ErrorKind, FnError, FnRequest, Limits, Outcome, Settled};
 
 const PRELUDE: &str = include_str!("prelude.js");
@@ -106,7 +106,7 @@ impl Engine {
                 Ok(None) => {}
                 Err(e) => break self.failed(e),
             }
-            settled = self.await_fetch(until);
+            settled = self.await_host(until);
         };
         self.deadline.set(None);
         self.fetch.abort_all();
@@ -154,28 +154,32 @@ impl Engine {
         }
     }
 
-    /// Waits for the next awaited `fetch` and hands its result to JavaScript.
-    fn await_fetch(&self, until: Instant) -> Result<(), FnError> {
+    /// Waits for the next awaited `fetch` or timer and hands it to JavaScript.
+    fn await_host(&self, until: Instant) -> Result<(), FnError> {
         if self.fetch.outstanding() == 0 {
             return Err(FnError::new(
                 ErrorKind::Other,
-                "onRequest awaited something that never settles (timers are not available)",
+                "onRequest awaited something that never settles",
             ));
         }
-        let left = until.saturating_duration_since(Instant::now());
-        let Some(done) = self.fetch.next(left) else {
+        let Some(wake) = self.fetch.next(until) else {
             self.interrupted.set(true);
             return Err(FnError::new(ErrorKind::Timeout, ""));
         };
         self.ctx.with(|ctx| {
-            let f: Function = ctx
-                .globals()
-                .get("__fetchDone")
-                .catch(&ctx)
-                .map_err(describe)?;
-            f.call::<_, ()>(done.into_args())
-                .catch(&ctx)
-                .map_err(describe)
+            let globals = ctx.globals();
+            match wake {
+                Wake::Fetch(done) => {
+                    let f: Function = globals.get("__fetchDone").catch(&ctx).map_err(describe)?;
+                    f.call::<_, ()>(done.into_args())
+                }
+                Wake::Timer(id) => {
+                    let f: Function = globals.get("__timerDone").catch(&ctx).map_err(describe)?;
+                    f.call::<_, ()>((id,))
+                }
+            }
+            .catch(&ctx)
+            .map_err(describe)
         })
     }
 

@@ -1,9 +1,11 @@
-//! Host services behind the prelude's globals: `atob`/`btoa`, `crypto.randomUUID`, and
-//! `fetch`. A `fetch` runs on the server's tokio runtime through the same egress-guarded
-//! client as the destinations; the worker thread waits for it inside the deadline.
+//! Host services behind the prelude's globals: `atob`/`btoa`, `crypto.randomUUID`, `fetch`
+//! and `setTimeout`. A `fetch` runs on the server's tokio runtime through the same
+//! egress-guarded client as the destinations; the worker thread waits for fetches and timers
+//! inside the run's deadline.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -21,6 +23,14 @@ use crate::delivery::http::{FullResponse, HttpClient};
 pub const MAX_FETCHES_PER_RUN: u32 = 100;
 /// A `fetch` response body may be this large.
 pub const MAX_FETCH_BODY: usize = 5 << 20;
+/// Timers one run may set.
+pub const MAX_TIMERS_PER_RUN: u32 = 1000;
+
+/// What woke a run that was waiting.
+pub enum Wake {
+    Fetch(FetchDone),
+    Timer(i32),
+}
 
 /// A finished `fetch`, handed back to the worker thread.
 pub struct FetchDone {
@@ -49,7 +59,9 @@ pub struct FetchHost {
     client: Option<(HttpClient, Handle)>,
     next_id: Cell<i32>,
     started: Cell<u32>,
+    timers_set: Cell<u32>,
     tasks: RefCell<HashMap<i32, JoinHandle<()>>>,
+    timers: RefCell<BinaryHeap<Reverse<(Instant, i32)>>>,
     tx: mpsc::Sender<FetchDone>,
     rx: mpsc::Receiver<FetchDone>,
 }
@@ -70,27 +82,75 @@ impl FetchHost {
             client,
             next_id: Cell::new(0),
             started: Cell::new(0),
+            timers_set: Cell::new(0),
             tasks: RefCell::new(HashMap::new()),
+            timers: RefCell::new(BinaryHeap::new()),
             tx,
             rx,
         }
     }
 
+    /// Fetches in flight and timers not yet fired.
     pub fn outstanding(&self) -> usize {
-        self.tasks.borrow().len()
+        self.tasks.borrow().len() + self.timers.borrow().len()
     }
 
-    /// The next finished fetch of the current run, or `None` once `wait` has passed.
-    pub fn next(&self, wait: Duration) -> Option<FetchDone> {
-        let until = Instant::now() + wait;
+    /// The next fetch to finish or timer to fire in the current run; `None` once `until`
+    /// has passed first.
+    pub fn next(&self, until: Instant) -> Option<Wake> {
         loop {
-            let left = until.checked_duration_since(Instant::now())?;
-            let done = self.rx.recv_timeout(left).ok()?;
-            // Results of an earlier run's aborted fetches may still arrive: skip them.
-            if self.tasks.borrow_mut().remove(&done.id).is_some() {
-                return Some(done);
+            let now = Instant::now();
+            let due = self
+                .timers
+                .borrow()
+                .peek()
+                .map(|Reverse((t, id))| (*t, *id));
+            if let Some((t, id)) = due
+                && t <= now
+            {
+                self.timers.borrow_mut().pop();
+                return Some(Wake::Timer(id));
+            }
+            let wake_at = due.map_or(until, |(t, _)| t.min(until));
+            let left = wake_at.checked_duration_since(now)?;
+            if self.tasks.borrow().is_empty() {
+                if due.is_none() {
+                    return None;
+                }
+                std::thread::sleep(left);
+                continue;
+            }
+            match self.rx.recv_timeout(left) {
+                // Results of an earlier run's aborted fetches may still arrive: skip them.
+                Ok(done) if self.tasks.borrow_mut().remove(&done.id).is_some() => {
+                    return Some(Wake::Fetch(done));
+                }
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+            if Instant::now() >= until {
+                return None;
             }
         }
+    }
+
+    fn id(&self) -> i32 {
+        let id = self.next_id.get().wrapping_add(1);
+        self.next_id.set(id);
+        id
+    }
+
+    fn set_timer(&self, ms: f64) -> Result<i32, String> {
+        if self.timers_set.get() >= MAX_TIMERS_PER_RUN {
+            return Err(format!("a run may set at most {MAX_TIMERS_PER_RUN} timers"));
+        }
+        self.timers_set.set(self.timers_set.get() + 1);
+        let delay = Duration::from_secs_f64((ms.max(0.0) / 1000.0).min(86_400.0));
+        let id = self.id();
+        self.timers
+            .borrow_mut()
+            .push(Reverse((Instant::now() + delay, id)));
+        Ok(id)
     }
 
     /// Ends the run: cancels fetches still in flight.
@@ -98,7 +158,9 @@ impl FetchHost {
         for (_, t) in self.tasks.borrow_mut().drain() {
             t.abort();
         }
+        self.timers.borrow_mut().clear();
         self.started.set(0);
+        self.timers_set.set(0);
     }
 
     fn start(&self, req: FetchRequest, timeout: Duration) -> Result<i32, String> {
@@ -111,8 +173,7 @@ impl FetchHost {
             ));
         }
         self.started.set(self.started.get() + 1);
-        let id = self.next_id.get().wrapping_add(1);
-        self.next_id.set(id);
+        let id = self.id();
         let (client, tx) = (client.clone(), self.tx.clone());
         let task = handle.spawn(async move {
             let result = client
@@ -147,6 +208,7 @@ pub fn install<'js>(
     deadline: Rc<Cell<Option<Instant>>>,
 ) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
+    let fetch_for_timers = fetch.clone();
     host.set("btoa", Function::new(ctx.clone(), btoa)?)?;
     host.set("atob", Function::new(ctx.clone(), atob)?)?;
     host.set(
@@ -174,6 +236,13 @@ pub fn install<'js>(
             .map_err(|m| Exception::throw_type(&ctx, &m))
     };
     host.set("fetch", Function::new(ctx.clone(), start)?)?;
+    let timers = fetch_for_timers;
+    let timer = move |ctx: Ctx<'js>, ms: f64| -> rquickjs::Result<i32> {
+        timers
+            .set_timer(ms)
+            .map_err(|m| Exception::throw_range(&ctx, &m))
+    };
+    host.set("timer", Function::new(ctx.clone(), timer)?)?;
     ctx.globals().set("__host", host)
 }
 

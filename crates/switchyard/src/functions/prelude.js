@@ -1,6 +1,6 @@
 // The globals a Segment source function expects (reference/segment-compat.md §2.1–§2.4),
 // evaluated once per context before the function's own code. Host services arrive on
-// `__host` (base64, UUIDs, fetch) and are hidden again before user code runs.
+// `__host` (base64, UUIDs, fetch, timers) and are hidden again before user code runs.
 (function (g) {
   'use strict';
   const host = g.__host;
@@ -234,6 +234,22 @@
     },
   });
 
+  // ---- timers (the host fires them while the run waits, inside its deadline) ------------
+  const timers = new Map();
+  g.setTimeout = function setTimeout(fn, ms) {
+    const args = Array.prototype.slice.call(arguments, 2);
+    const id = host.timer(Number(ms) || 0);
+    timers.set(id, () => (typeof fn === 'function' ? fn.apply(undefined, args) : undefined));
+    return id;
+  };
+  g.clearTimeout = function clearTimeout(id) { timers.delete(id); };
+  Object.defineProperty(g, '__timerDone', {
+    value: function (id) {
+      const f = timers.get(id);
+      if (f) { timers.delete(id); f(); }
+    },
+  });
+
   // ---- Segment.* (emulator rules, §2.3) -------------------------------------------------------
   let events = [];
   let objects = [];
@@ -294,6 +310,7 @@
     value: function (body, headersJson, url, settingsJson) {
       events = []; objects = []; noId = []; logs = []; logBytes = 0; settled = undefined;
       pending.clear();
+      timers.clear();
       let p;
       try {
         if (typeof g.onRequest !== 'function') throw new Error('the function does not define onRequest(request, settings)');

@@ -244,6 +244,49 @@ fn console_output_is_bounded() {
 }
 
 #[test]
+fn timers_fire_inside_the_deadline() {
+    let code = r#"async function onRequest() {
+        const order = [];
+        const t = setTimeout(() => order.push('cleared'), 10);
+        clearTimeout(t);
+        setTimeout((x) => order.push(x), 30, 'late');
+        await new Promise((r) => setTimeout(r, 20));
+        order.push('awaited');
+        await new Promise((r) => setTimeout(r, 20));
+        Segment.track({event: 'Timers', userId: 'u', properties: {order}});
+    }"#;
+    let t = Instant::now();
+    let o = engine(code).call(&request("{}"), "{}");
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(
+        events(&o)[0]["properties"]["order"],
+        json!(["awaited", "late"])
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(40),
+        "{:?}",
+        t.elapsed()
+    );
+    let slow = "async function onRequest() { await new Promise((r) => setTimeout(r, 5000)); }";
+    let mut e = Engine::new(
+        "slow.js",
+        slow,
+        limits(200),
+        Rc::new(FetchHost::unavailable()),
+    )
+    .unwrap();
+    let t = Instant::now();
+    assert_eq!(
+        e.call(&request("{}"), "{}").error.unwrap().kind,
+        ErrorKind::Timeout
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "a timer past the deadline does not hold the run"
+    );
+}
+
+#[test]
 fn awaiting_something_that_never_settles_is_an_error_not_a_hang() {
     let code = "async function onRequest() { await new Promise(() => {}); }";
     let o = engine(code).call(&request("{}"), "{}");
@@ -258,4 +301,31 @@ fn invalid_json_body_is_a_plain_error() {
         (err.kind, err.name.as_str()),
         (ErrorKind::Other, "SyntaxError")
     );
+}
+
+mod hostile {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+        /// Whatever arrives, the seed function ends with an outcome: an event for a JSON
+        /// object, a plain error otherwise; the engine never panics or poisons.
+        #[test]
+        fn arbitrary_bodies_end_in_an_outcome(body in "\\PC{0,300}", obj in proptest::option::of("[a-z]{1,8}")) {
+            let mut e = engine(KNO);
+            let text = match &obj {
+                Some(k) => json!({ k.as_str(): body }).to_string(),
+                None => body.clone(),
+            };
+            let o = e.call(&request(&text), "{}");
+            match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(_)) => prop_assert_eq!(o.events.len(), 1, "{:?}", o.error),
+                Ok(_) => {}
+                Err(_) => prop_assert_eq!(o.error.map(|e| e.name), Some("SyntaxError".to_owned())),
+            }
+            prop_assert!(!e.poisoned);
+        }
+    }
 }

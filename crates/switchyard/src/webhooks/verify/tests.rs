@@ -208,3 +208,34 @@ fn tokens_from_path_query_or_bearer() {
             .contains("missing token")
     );
 }
+
+mod hostile {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Arbitrary bodies and signature headers never panic, and only the right
+        /// signature over the exact bytes passes.
+        #[test]
+        fn arbitrary_input_is_refused_or_verified_never_panics(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            sig in "[ -~]{0,80}",
+        ) {
+            let src = segment(true);
+            let forged = authenticate(&src, Presented::default(), &headers(&[("x-signature", &sig)]), &body, 0);
+            let signed = segment_signed_bytes(&body, true).map(|b| crate::signing::segment_signature("abc123", b));
+            prop_assert_eq!(forged.is_ok(), signed.as_ref().is_ok_and(|s| s.eq_ignore_ascii_case(sig.trim())));
+            if body.first() != Some(&b'[') {
+                let good = crate::signing::segment_signature("abc123", &body);
+                let ok = authenticate(&src, Presented::default(), &headers(&[("x-signature", &good)]), &body, 0);
+                prop_assert!(ok.is_ok());
+            }
+            let sw = source(Some(Verify::StandardWebhooks(
+                StandardWebhooks::from_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap(),
+            )), None);
+            let h = headers(&[("webhook-id", "m"), ("webhook-timestamp", &sig), ("webhook-signature", &sig)]);
+            prop_assert!(authenticate(&sw, Presented::default(), &h, &body, 0).is_err());
+        }
+    }
+}
