@@ -114,9 +114,7 @@ impl FetchHost {
             let wake_at = due.map_or(until, |(t, _)| t.min(until));
             let left = wake_at.checked_duration_since(now)?;
             if self.tasks.borrow().is_empty() {
-                if due.is_none() {
-                    return None;
-                }
+                due?;
                 std::thread::sleep(left);
                 continue;
             }

@@ -212,7 +212,9 @@ pub async fn read_lines_until(path: &Path, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<Value> = text
+        // The destination may be mid-write: only whole lines count.
+        let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
+        let lines: Vec<Value> = whole
             .lines()
             .map(|l| serde_json::from_str(l).expect("each line is one JSON event"))
             .collect();
