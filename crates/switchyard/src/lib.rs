@@ -37,4 +37,5 @@ pub mod redact;
 pub mod signing;
 pub mod state;
 pub mod telemetry;
+pub mod warehouse;
 pub mod webhooks;
