@@ -33,7 +33,11 @@ pub fn snakecase(s: &str) -> String {
             out.push('_');
         }
         glue = false;
-        out.extend(b[start..i].iter().map(|c| char::from(c.to_ascii_lowercase())));
+        out.extend(
+            b[start..i]
+                .iter()
+                .map(|c| char::from(c.to_ascii_lowercase())),
+        );
     }
 }
 
@@ -78,7 +82,10 @@ mod tests {
         ("sample_text", "sample_text"),
         ("sample___text", "sample_text"),
         ("sampleText", "sample_text"),
-        ("inviteYourCustomersAddInvites", "invite_your_customers_add_invites"),
+        (
+            "inviteYourCustomersAddInvites",
+            "invite_your_customers_add_invites",
+        ),
         ("sample 2 Text", "sample_2_text"),
         ("   sample   2    Text   ", "sample_2_text"),
         ("   $#$sample   2    Text   ", "sample_2_text"),

@@ -1,0 +1,285 @@
+//! One normalised event → the warehouse rows it makes (reference §5.1–§5.4): standard
+//! columns, flattened `context_*`, and properties or traits as snake_case columns, each value
+//! with the type its JSON suggests. Arrays become JSON text; nulls make no column; a property
+//! that collides with a standard column is dropped; of two keys that snake to the same
+//! column, the later wins.
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+
+use super::snake::snakecase;
+
+/// Postgres truncates identifiers to 63 bytes; we do it first so names stay predictable.
+pub const MAX_NAME: usize = 63;
+
+/// Segment's logical types and the Postgres types they become (§5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ColType {
+    Timestamp,
+    Integer,
+    Float,
+    Boolean,
+    Text,
+}
+
+impl ColType {
+    pub fn sql(self) -> &'static str {
+        match self {
+            ColType::Timestamp => "timestamptz",
+            ColType::Integer => "bigint",
+            ColType::Float => "numeric",
+            ColType::Boolean => "boolean",
+            ColType::Text => "text",
+        }
+    }
+
+    /// The type of an existing column, from `information_schema.columns.data_type`.
+    pub fn from_pg(data_type: &str) -> ColType {
+        match data_type {
+            "timestamp with time zone" | "timestamp without time zone" => ColType::Timestamp,
+            "bigint" | "integer" | "smallint" => ColType::Integer,
+            "numeric" | "double precision" | "real" => ColType::Float,
+            "boolean" => ColType::Boolean,
+            _ => ColType::Text,
+        }
+    }
+}
+
+/// One value: the type it suggests and its text (COPY renders it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub ty: ColType,
+    pub text: String,
+    /// The JSON value, for converting to another column's type (e.g. 5 into numeric).
+    pub json: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub table: String,
+    /// `id` first; names are unique.
+    pub cols: IndexMap<String, Cell>,
+}
+
+/// The standard tables; an event table named like one of them gets `_event` appended.
+pub const STANDARD_TABLES: [&str; 8] = [
+    "tracks",
+    "identifies",
+    "users",
+    "pages",
+    "screens",
+    "groups",
+    "aliases",
+    "_switchyard_discards",
+];
+
+pub fn infer(v: &Value) -> Option<Cell> {
+    let (ty, text) = match v {
+        Value::Null | Value::Object(_) => return None,
+        Value::Bool(b) => (ColType::Boolean, b.to_string()),
+        Value::Number(n) if n.is_i64() => (ColType::Integer, n.to_string()),
+        Value::Number(n) => (ColType::Float, n.to_string()),
+        Value::String(s) if is_timestamp(s) => (ColType::Timestamp, s.clone()),
+        Value::String(s) => (ColType::Text, s.clone()),
+        Value::Array(_) => (ColType::Text, v.to_string()),
+    };
+    Some(Cell {
+        ty,
+        text,
+        json: v.clone(),
+    })
+}
+
+/// An ISO-8601 date-time with a zone (RFC 3339), which Postgres reads as `timestamptz`.
+fn is_timestamp(s: &str) -> bool {
+    s.len() >= 20
+        && s.as_bytes()[4] == b'-'
+        && time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
+}
+
+fn name(prefix: &str, key: &str) -> String {
+    let s = snakecase(key);
+    let mut full = if prefix.is_empty() || s.is_empty() {
+        format!("{prefix}{s}")
+    } else {
+        format!("{prefix}_{s}")
+    };
+    full.truncate(MAX_NAME);
+    full
+}
+
+/// Flattens `obj` under `prefix` into `out`; names in `reserved` are left alone.
+fn flatten(
+    prefix: &str,
+    obj: &Map<String, Value>,
+    out: &mut IndexMap<String, Cell>,
+    reserved: &[String],
+) {
+    for (k, v) in obj {
+        let col = name(prefix, k);
+        if col.is_empty() || col == prefix {
+            continue;
+        }
+        match v {
+            Value::Object(inner) => flatten(&col, inner, out, reserved),
+            other => {
+                if let Some(cell) = infer(other)
+                    && !reserved.contains(&col)
+                {
+                    out.insert(col, cell);
+                }
+            }
+        }
+    }
+}
+
+fn text(s: &str) -> Cell {
+    Cell {
+        ty: ColType::Text,
+        text: s.to_owned(),
+        json: Value::String(s.to_owned()),
+    }
+}
+
+fn timestamp(s: &str) -> Cell {
+    Cell {
+        ty: ColType::Timestamp,
+        text: s.to_owned(),
+        json: Value::String(s.to_owned()),
+    }
+}
+
+/// The columns every event table has, plus `extra` (type-specific standard fields).
+fn standard(
+    ev: &Map<String, Value>,
+    uuid_ts: &str,
+    extra: &[(&str, &str)],
+) -> IndexMap<String, Cell> {
+    let mut cols = IndexMap::new();
+    let str_of = |k: &str| ev.get(k).and_then(Value::as_str);
+    cols.insert("id".into(), text(str_of("messageId").unwrap_or_default()));
+    for (col, key) in [
+        ("received_at", "receivedAt"),
+        ("sent_at", "sentAt"),
+        ("timestamp", "timestamp"),
+    ] {
+        if let Some(s) = str_of(key) {
+            cols.insert(col.into(), timestamp(s));
+        }
+    }
+    let original = str_of("originalTimestamp").or(str_of("timestamp"));
+    if let Some(s) = original {
+        cols.insert("original_timestamp".into(), timestamp(s));
+    }
+    cols.insert("uuid_ts".into(), timestamp(uuid_ts));
+    for (col, key) in [("user_id", "userId"), ("anonymous_id", "anonymousId")] {
+        if let Some(s) = str_of(key) {
+            cols.insert(col.into(), text(s));
+        }
+    }
+    for (col, value) in extra {
+        cols.insert((*col).into(), text(value));
+    }
+    if let Some(Value::Object(ctx)) = ev.get("context") {
+        flatten("context", ctx, &mut cols, &[]);
+    }
+    cols
+}
+
+/// Standard columns, then the custom ones from `custom` (properties or traits).
+fn with_custom(mut cols: IndexMap<String, Cell>, custom: Option<&Value>) -> IndexMap<String, Cell> {
+    if let Some(Value::Object(obj)) = custom {
+        let reserved: Vec<String> = cols.keys().cloned().collect();
+        flatten("", obj, &mut cols, &reserved);
+    }
+    cols
+}
+
+/// The rows one event makes. `uuid_ts` is the load time.
+pub fn rows_for(ev: &Map<String, Value>, uuid_ts: &str) -> Vec<Row> {
+    let s = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or_default();
+    let row = |table: &str, cols| Row {
+        table: table.to_owned(),
+        cols,
+    };
+    match s("type") {
+        "track" => {
+            let event = s("event");
+            let slug = snakecase(event);
+            let base = standard(
+                ev,
+                uuid_ts,
+                &[("event", slug.as_str()), ("event_text", event)],
+            );
+            let mut out = vec![row("tracks", base.clone())];
+            if !slug.is_empty() {
+                let mut table = slug.clone();
+                if STANDARD_TABLES.contains(&table.as_str()) {
+                    table.push_str("_event");
+                }
+                table.truncate(MAX_NAME);
+                out.push(row(&table, with_custom(base, ev.get("properties"))));
+            }
+            out
+        }
+        "identify" => {
+            let base = standard(ev, uuid_ts, &[]);
+            let cols = with_custom(base.clone(), ev.get("traits"));
+            let mut out = vec![row("identifies", cols.clone())];
+            if let Some(user) = ev.get("userId").and_then(Value::as_str) {
+                out.push(row("users", user_row(&base, &cols, user)));
+            }
+            out
+        }
+        "page" | "screen" => {
+            let extra: Vec<(&str, &str)> = ["name", "category"]
+                .into_iter()
+                .filter(|k| ev.get(*k).is_some_and(Value::is_string))
+                .map(|k| (k, s(k)))
+                .collect();
+            let table = if s("type") == "page" {
+                "pages"
+            } else {
+                "screens"
+            };
+            vec![row(
+                table,
+                with_custom(standard(ev, uuid_ts, &extra), ev.get("properties")),
+            )]
+        }
+        "group" => {
+            let base = standard(ev, uuid_ts, &[("group_id", s("groupId"))]);
+            vec![row("groups", with_custom(base, ev.get("traits")))]
+        }
+        "alias" => vec![row(
+            "aliases",
+            standard(ev, uuid_ts, &[("previous_id", s("previousId"))]),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// `users`: one row per user id (§5.1): `id` is the user id, then `received_at`, `uuid_ts`
+/// and the identify's traits; no `anonymous_id` or context.
+fn user_row(
+    standard: &IndexMap<String, Cell>,
+    identify: &IndexMap<String, Cell>,
+    user: &str,
+) -> IndexMap<String, Cell> {
+    let mut cols = IndexMap::new();
+    cols.insert("id".into(), text(user));
+    for k in ["received_at", "uuid_ts"] {
+        if let Some(v) = standard.get(k) {
+            cols.insert(k.into(), v.clone());
+        }
+    }
+    for (k, v) in identify {
+        if !standard.contains_key(k) {
+            cols.insert(k.clone(), v.clone());
+        }
+    }
+    cols
+}
+
+#[cfg(test)]
+mod tests;
