@@ -29,6 +29,7 @@ use crate::log::{Log, LogOptions, retention};
 use crate::recent::{RecentEvent, RecentStore};
 use crate::state::{AppState, Parts, Phase};
 use crate::telemetry::Metrics;
+use crate::warehouse::runner::WarehouseWorker;
 use crate::webhooks::Webhooks;
 
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
@@ -37,6 +38,7 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 enum Task {
     File(Runner),
     Webhook(WebhookWorker),
+    Warehouse(WarehouseWorker),
 }
 
 /// Runs the server on `listener` until `shutdown` resolves, then drains.
@@ -99,6 +101,7 @@ pub async fn run_with_clock(
         match task {
             Task::File(runner) => tracker.spawn(runner.run(cursor, status, cancel.clone())),
             Task::Webhook(worker) => tracker.spawn(worker.run(cursor, status, cancel.clone())),
+            Task::Warehouse(worker) => tracker.spawn(worker.run(cursor, status, cancel.clone())),
         };
     }
     tracker.spawn(housekeeping(state.clone(), cancel.clone()));
@@ -146,6 +149,14 @@ fn destination_tasks(
             .with_context(|| format!("cannot open the cursor of destination {}", d.id))?;
         let task = match &d.kind {
             DestinationKind::File(_) => Task::File(runner),
+            DestinationKind::Postgres(settings) => Task::Warehouse(WarehouseWorker {
+                dest: d.clone(),
+                settings: settings.clone(),
+                log_dir: log.dir().to_path_buf(),
+                data_dir: config.server.data_dir.clone(),
+                committed: log.committed(),
+                metrics: metrics.clone(),
+            }),
             DestinationKind::Webhook(cfg) => Task::Webhook(WebhookWorker {
                 dest: d.clone(),
                 cfg: Arc::new((**cfg).clone()),

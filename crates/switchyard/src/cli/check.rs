@@ -52,7 +52,7 @@ fn check_nats_streams(config: &Config) -> Vec<Problem> {
                 .clone()
                 .filter(|n| !n.core)
                 .map(|n| (d.id.clone(), n)),
-            DestinationKind::File(_) => None,
+            DestinationKind::File(_) | DestinationKind::Postgres(_) => None,
         })
         .collect();
     if targets.is_empty() {

@@ -72,13 +72,7 @@ pub(super) fn compile(
             "segment" => compile_segment(cx, &raw, &path, server)
                 .map(|w| DestinationKind::Webhook(Box::new(w))),
             "nats" => compile_nats(cx, &raw, &path).map(|w| DestinationKind::Webhook(Box::new(w))),
-            "postgres" => {
-                cx.err(
-                    format!("{path}.type"),
-                    format!("{} destinations are not implemented yet", raw.kind),
-                );
-                None
-            }
+            "postgres" => compile_postgres(cx, raw.settings.as_ref(), &path),
             other => {
                 cx.err(
                     format!("{path}.type"),
@@ -493,6 +487,31 @@ fn check_literal_url(cx: &mut Cx, text: &str, path: &str, server: &ServerConfig)
 
 /// The `nats` destination: the delivery engine with one route that publishes each whole
 /// event to a subject rendered from a template.
+fn compile_postgres(cx: &mut Cx, v: Option<&Value>, path: &str) -> Option<DestinationKind> {
+    let spath = format!("{path}.settings");
+    let raw: RawPostgresSettings = cx.section(v, &spath)?;
+    if let Err(e) = raw.url.parse::<tokio_postgres::Config>() {
+        cx.err(
+            format!("{spath}.url"),
+            format!("not a Postgres connection string: {e}"),
+        );
+    }
+    let batch_rows = raw.batch_rows.unwrap_or(10_000);
+    if batch_rows == 0 {
+        cx.err(format!("{spath}.batch_rows"), "must be at least 1");
+    }
+    let batch_interval = cx.duration(
+        &raw.batch_interval,
+        Duration::from_secs(1),
+        &format!("{spath}.batch_interval"),
+    );
+    Some(DestinationKind::Postgres(PostgresSettings {
+        url: raw.url,
+        batch_rows: batch_rows.max(1),
+        batch_interval,
+    }))
+}
+
 fn compile_nats(cx: &mut Cx, raw: &RawDestination, path: &str) -> Option<WebhookConfig> {
     let spath = format!("{path}.settings");
     if raw.mappings.is_some() {

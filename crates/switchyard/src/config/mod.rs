@@ -238,6 +238,26 @@ impl DestinationConfig {
 pub enum DestinationKind {
     File(FileSettings),
     Webhook(Box<WebhookConfig>),
+    /// Segment's warehouse layout in Postgres (reference §5).
+    Postgres(PostgresSettings),
+}
+
+#[derive(Clone)]
+pub struct PostgresSettings {
+    /// A libpq-style URL or key=value string; may carry a password.
+    pub url: String,
+    pub batch_rows: usize,
+    pub batch_interval: Duration,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("url", &crate::redact::url(&self.url))
+            .field("batch_rows", &self.batch_rows)
+            .field("batch_interval", &self.batch_interval)
+            .finish()
+    }
 }
 
 /// A Segment "Webhooks (Actions)" compatible destination; with `forward` set, the

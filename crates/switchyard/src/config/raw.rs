@@ -210,3 +210,11 @@ pub struct RawNatsSettings {
     pub subject: String,
     pub core: Option<bool>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgresSettings {
+    pub url: String,
+    pub batch_rows: Option<usize>,
+    pub batch_interval: Option<Scalar>,
+}

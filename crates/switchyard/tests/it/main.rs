@@ -13,5 +13,6 @@ mod receiver;
 mod sdk;
 mod signing;
 mod sources;
+mod warehouse;
 mod webhook;
 mod webhook_in;

@@ -1,0 +1,395 @@
+//! Loading one micro-batch into Postgres (reference §5.4, issue 5 "Loading").
+//!
+//! 1. Schema: tables and columns missing from the cache are created under an advisory lock
+//!    on the schema (so racing loaders serialise their DDL), then the cache is re-read from
+//!    `information_schema`: whoever created a column first decided its type.
+//! 2. Values that do not fit their column's type become NULL, and the row, column, value and
+//!    reason go to `_switchyard_discards`.
+//! 3. In one transaction: per table, `COPY` into a temporary all-text staging table, then
+//!    `INSERT … SELECT … ON CONFLICT (id) DO NOTHING`, so a retry or replay never duplicates a
+//!    row; `users` is merged per id in Rust (later non-null traits win) and upserted.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use indexmap::IndexMap;
+use tokio_postgres::Client;
+
+use super::rows::{Cell, ColType, Row};
+
+pub type Columns = IndexMap<String, ColType>;
+
+/// The tables of one schema as Postgres has them.
+#[derive(Default)]
+pub struct SchemaCache {
+    tables: HashMap<(String, String), Columns>,
+}
+
+/// A value that did not fit its column.
+struct Discard {
+    table: String,
+    column: String,
+    row_id: String,
+    value: String,
+    reason: String,
+}
+
+/// Quotes an identifier (our names are already snake_case; this keeps keywords safe).
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn fits(col: ColType, cell: &Cell) -> bool {
+    col == cell.ty || col == ColType::Text || (col == ColType::Float && cell.ty == ColType::Integer)
+}
+
+/// COPY text format: `\N` for NULL, backslash escapes for the rest.
+fn copy_field(out: &mut String, v: Option<&str>) {
+    let Some(v) = v else {
+        out.push_str("\\N");
+        return;
+    };
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+}
+
+impl SchemaCache {
+    async fn refresh(
+        &mut self,
+        client: &Client,
+        schema: &str,
+        table: &str,
+    ) -> Result<(), tokio_postgres::Error> {
+        let rows = client
+            .query(
+                "SELECT column_name, data_type FROM information_schema.columns \
+                 WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+                &[&schema, &table],
+            )
+            .await?;
+        let cols: Columns = rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), ColType::from_pg(r.get::<_, &str>(1))))
+            .collect();
+        self.tables
+            .insert((schema.to_owned(), table.to_owned()), cols);
+        Ok(())
+    }
+
+    /// Makes sure `schema.table` has every column in `want`; returns the columns it has.
+    async fn ensure(
+        &mut self,
+        client: &mut Client,
+        schema: &str,
+        table: &str,
+        want: &Columns,
+    ) -> Result<&Columns, tokio_postgres::Error> {
+        let key = (schema.to_owned(), table.to_owned());
+        if !self.tables.contains_key(&key) {
+            self.refresh(client, schema, table).await?;
+        }
+        let have = &self.tables[&key];
+        let missing: Vec<(&String, &ColType)> = want
+            .iter()
+            .filter(|(c, _)| !have.contains_key(*c))
+            .collect();
+        if !missing.is_empty() {
+            let tx = client.transaction().await?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                &[&format!("switchyard:{schema}")],
+            )
+            .await?;
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}.{t} (id varchar(1024) PRIMARY KEY)",
+                s = ident(schema),
+                t = ident(table)
+            ))
+            .await?;
+            for (col, ty) in missing {
+                tx.batch_execute(&format!(
+                    "ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}",
+                    ident(schema),
+                    ident(table),
+                    ident(col),
+                    ty.sql()
+                ))
+                .await?;
+            }
+            tx.commit().await?;
+            self.refresh(client, schema, table).await?;
+        }
+        Ok(&self.tables[&key])
+    }
+}
+
+/// Loads `rows` (all of one schema) in one transaction. Returns rows loaded (before the
+/// `ON CONFLICT` skips) and values discarded.
+pub async fn load(
+    client: &mut Client,
+    cache: &mut SchemaCache,
+    schema: &str,
+    rows: Vec<Row>,
+) -> Result<(usize, usize), tokio_postgres::Error> {
+    let mut by_table: IndexMap<String, Vec<Row>> = IndexMap::new();
+    for r in rows {
+        by_table.entry(r.table.clone()).or_default().push(r);
+    }
+    if let Some(users) = by_table.get_mut("users") {
+        *users = merge_users(std::mem::take(users));
+    }
+    let mut plans = Vec::new();
+    let mut discards = Vec::new();
+    for (table, rows) in by_table {
+        let want = wanted(&rows);
+        let have = cache.ensure(client, schema, &table, &want).await?.clone();
+        let cols: Vec<String> = want
+            .keys()
+            .filter(|c| have.contains_key(*c))
+            .cloned()
+            .collect();
+        let data = render(&table, &rows, &cols, &have, &mut discards);
+        plans.push((table, cols, have, data, rows.len()));
+    }
+    if !discards.is_empty() {
+        ensure_discards(client, cache, schema).await?;
+    }
+    let tx = client.transaction().await?;
+    let mut loaded = 0;
+    for (i, (table, cols, have, data, n)) in plans.into_iter().enumerate() {
+        let stage = format!("_sy_stage_{i}");
+        let defs: Vec<String> = cols.iter().map(|c| format!("{} text", ident(c))).collect();
+        tx.batch_execute(&format!(
+            "CREATE TEMP TABLE {stage} ({}) ON COMMIT DROP",
+            defs.join(", ")
+        ))
+        .await?;
+        let names: Vec<String> = cols.iter().map(|c| ident(c)).collect();
+        let sink = tx
+            .copy_in(&format!("COPY {stage} ({}) FROM STDIN", names.join(", ")))
+            .await?;
+        futures_util::pin_mut!(sink);
+        sink.send(Bytes::from(data)).await?;
+        sink.finish().await?;
+        tx.batch_execute(&insert_sql(schema, &table, &stage, &cols, &have))
+            .await?;
+        loaded += n;
+    }
+    write_discards(&tx, schema, &discards).await?;
+    tx.commit().await?;
+    Ok((loaded, discards.len()))
+}
+
+/// Columns of a table group; a column new in this batch takes its most recent value's type.
+fn wanted(rows: &[Row]) -> Columns {
+    let mut want = Columns::new();
+    for r in rows {
+        for (k, c) in &r.cols {
+            want.insert(k.clone(), c.ty);
+        }
+    }
+    want
+}
+
+/// `users`: one row per id per batch, later non-null traits over earlier ones.
+fn merge_users(rows: Vec<Row>) -> Vec<Row> {
+    let mut merged: IndexMap<String, Row> = IndexMap::new();
+    for r in rows {
+        let id = r.cols.get("id").map(|c| c.text.clone()).unwrap_or_default();
+        match merged.get_mut(&id) {
+            Some(m) => m.cols.extend(r.cols),
+            None => {
+                merged.insert(id, r);
+            }
+        }
+    }
+    merged.into_values().collect()
+}
+
+fn render(
+    table: &str,
+    rows: &[Row],
+    cols: &[String],
+    have: &Columns,
+    discards: &mut Vec<Discard>,
+) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let row_id = r
+            .cols
+            .get("id")
+            .map(|c| c.text.as_str())
+            .unwrap_or_default();
+        for (i, col) in cols.iter().enumerate() {
+            if i > 0 {
+                out.push('\t');
+            }
+            let value = r.cols.get(col).and_then(|cell| {
+                let ty = have[col];
+                if fits(ty, cell) {
+                    return Some(cell.text.as_str());
+                }
+                discards.push(Discard {
+                    table: table.to_owned(),
+                    column: col.clone(),
+                    row_id: row_id.to_owned(),
+                    value: cell.text.clone(),
+                    reason: format!(
+                        "a {:?} value does not fit the column's type {}",
+                        cell.ty,
+                        ty.sql()
+                    ),
+                });
+                None
+            });
+            copy_field(&mut out, value);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn insert_sql(schema: &str, table: &str, stage: &str, cols: &[String], have: &Columns) -> String {
+    let names: Vec<String> = cols.iter().map(|c| ident(c)).collect();
+    let casts: Vec<String> = cols
+        .iter()
+        .map(|c| format!("{}::{}", ident(c), have[c].sql()))
+        .collect();
+    let target = format!("{}.{}", ident(schema), ident(table));
+    let insert = format!(
+        "INSERT INTO {target} ({}) SELECT {} FROM {stage}",
+        names.join(", "),
+        casts.join(", ")
+    );
+    if table != "users" {
+        return format!("{insert} ON CONFLICT (id) DO NOTHING");
+    }
+    // Latest traits win: a newer identify overwrites what it carries and keeps the rest.
+    let sets: Vec<String> = cols
+        .iter()
+        .filter(|c| c.as_str() != "id")
+        .map(|c| format!("{n} = COALESCE(EXCLUDED.{n}, {target}.{n})", n = ident(c)))
+        .collect();
+    if sets.is_empty() {
+        return format!("{insert} ON CONFLICT (id) DO NOTHING");
+    }
+    let newer = if cols.iter().any(|c| c == "received_at") {
+        format!(
+            " WHERE {target}.received_at IS NULL OR EXCLUDED.received_at >= {target}.received_at"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{insert} ON CONFLICT (id) DO UPDATE SET {}{newer}",
+        sets.join(", ")
+    )
+}
+
+async fn ensure_discards(
+    client: &mut Client,
+    cache: &mut SchemaCache,
+    schema: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let key = (schema.to_owned(), "_switchyard_discards".to_owned());
+    if cache.tables.get(&key).is_some_and(|c| !c.is_empty()) {
+        return Ok(());
+    }
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("switchyard:{schema}")],
+    )
+    .await?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}._switchyard_discards (\
+         table_name text NOT NULL, column_name text NOT NULL, row_id text NOT NULL, value text, \
+         reason text NOT NULL, discarded_at timestamptz NOT NULL DEFAULT now(), \
+         PRIMARY KEY (table_name, row_id, column_name))",
+        s = ident(schema)
+    ))
+    .await?;
+    tx.commit().await?;
+    cache.refresh(client, schema, "_switchyard_discards").await
+}
+
+async fn write_discards(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+    discards: &[Discard],
+) -> Result<(), tokio_postgres::Error> {
+    let sql = format!(
+        "INSERT INTO {}._switchyard_discards (table_name, column_name, row_id, value, reason) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        ident(schema)
+    );
+    let mut seen = HashSet::new();
+    for d in discards {
+        if seen.insert((&d.table, &d.row_id, &d.column)) {
+            tx.execute(&sql, &[&d.table, &d.column, &d.row_id, &d.value, &d.reason])
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_escaping_and_fit_rules() {
+        let mut s = String::new();
+        copy_field(&mut s, Some("a\tb\\c\nd\re"));
+        s.push('|');
+        copy_field(&mut s, None);
+        assert_eq!(s, "a\\tb\\\\c\\nd\\re|\\N");
+        let cell = |ty| Cell {
+            ty,
+            text: "1".into(),
+            json: serde_json::json!(1),
+        };
+        assert!(fits(ColType::Float, &cell(ColType::Integer)));
+        assert!(fits(ColType::Text, &cell(ColType::Boolean)));
+        assert!(!fits(ColType::Integer, &cell(ColType::Float)));
+        assert!(!fits(ColType::Timestamp, &cell(ColType::Text)));
+        assert_eq!(ident("order"), "\"order\"");
+    }
+
+    #[test]
+    fn users_upsert_keeps_older_traits_and_respects_order() {
+        let have: Columns = [
+            ("id", ColType::Text),
+            ("received_at", ColType::Timestamp),
+            ("plan", ColType::Text),
+        ]
+        .into_iter()
+        .map(|(k, t)| (k.to_owned(), t))
+        .collect();
+        let cols: Vec<String> = have.keys().cloned().collect();
+        let sql = insert_sql("web", "users", "_sy_stage_0", &cols, &have);
+        assert!(
+            sql.contains(
+                "ON CONFLICT (id) DO UPDATE SET \"received_at\" = COALESCE(EXCLUDED.\"received_at\""
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("EXCLUDED.received_at >= \"web\".\"users\".received_at"),
+            "{sql}"
+        );
+        let plain = insert_sql("web", "tracks", "s", &cols, &have);
+        assert!(
+            plain.ends_with("ON CONFLICT (id) DO NOTHING") && plain.contains("\"plan\"::text"),
+            "{plain}"
+        );
+    }
+}
