@@ -9,12 +9,12 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-fn sdk_dir() -> PathBuf {
+pub fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
 }
 
 /// Whether `check` succeeds; otherwise skips (or fails when services are required).
-fn available(what: &str, check: &mut Command) -> bool {
+pub fn available(what: &str, check: &mut Command) -> bool {
     let ok = check.output().is_ok_and(|o| o.status.success());
     if !ok {
         assert!(
@@ -26,7 +26,7 @@ fn available(what: &str, check: &mut Command) -> bool {
     ok
 }
 
-fn python() -> String {
+pub fn python() -> String {
     std::env::var("SWITCHYARD_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 

@@ -311,3 +311,208 @@ async fn racing_loaders_and_redelivery_never_duplicate_rows() {
     assert_eq!(count(&db, "web.tracks").await, 300);
     assert_eq!(count(&db, "web.event_0").await, 60);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_path_into_the_warehouse() {
+    use crate::sdk::{available, python, sdk_dir};
+    if !available(
+        "segment-analytics-python",
+        std::process::Command::new(python()).args(["-c", "import segment.analytics"]),
+    ) {
+        return;
+    }
+    let Some((url, db, _drop)) = fresh_db().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(dir.path(), &yaml(dir.path(), &url, &["warehouse"])).await;
+    let out = tokio::process::Command::new(python())
+        .arg(sdk_dir().join("send_python.py"))
+        .args([&app.url, KEY, "1", "wh"])
+        .output()
+        .await
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_rows(&db, "web.aliases", 1).await;
+    let r = db
+        .query_one(
+            "SELECT id, user_id, revenue::text, context_library_name, original_timestamp = '2024-01-01T00:00:00Z'::timestamptz \
+             FROM web.order_completed",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: (String, String, String, String, bool) =
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+    assert_eq!(
+        got,
+        (
+            "wh-track".into(),
+            "wh-user".into(),
+            "12.5".into(),
+            "analytics-python".into(),
+            true
+        )
+    );
+    let email: String = db
+        .query_one("SELECT email FROM web.users WHERE id = 'wh-user'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(email, "py@example.com");
+    let page: (String, String, String) = {
+        let r = db
+            .query_one("SELECT name, category, path FROM web.pages", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert_eq!(page, ("Home".into(), "Docs".into(), "/".into()));
+    let group: (String, String) = {
+        let r = db
+            .query_one("SELECT group_id, name FROM web.groups", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(group, ("g-1".into(), "Acme".into()));
+    let alias: String = db
+        .query_one("SELECT previous_id FROM web.aliases", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(alias, "wh-anon");
+    app.stop().await;
+}
+
+/// A Postgres cluster of the test's own (initdb + pg_ctl), so it can be stopped.
+struct Cluster {
+    bin: std::path::PathBuf,
+    data: tempfile::TempDir,
+    port: u16,
+}
+
+impl Cluster {
+    fn cmd(&self, tool: &str) -> std::process::Command {
+        let exe = self.bin.join(tool);
+        // initdb and postgres refuse to run as root: run them as the postgres user then.
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        if root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            std::process::Command::new(exe)
+        }
+    }
+
+    fn start() -> Option<Cluster> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("pg_ctl").exists())
+            .max()?;
+        let data = tempfile::tempdir().ok()?;
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(data.path())
+            .output();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let c = Cluster { bin, data, port };
+        let ok = c
+            .cmd("initdb")
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(c.data.path())
+            .output()
+            .ok()?
+            .status
+            .success();
+        (ok && c.ctl("start")).then_some(c)
+    }
+
+    fn ctl(&self, action: &str) -> bool {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.data.path().display()
+        );
+        self.cmd("pg_ctl")
+            .args(["-D"])
+            .arg(self.data.path())
+            .args(["-w", "-m", "fast", "-l"])
+            .arg(self.data.path().join("log"))
+            .args(["-o", &opts, action])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.ctl("stop");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_loses_nothing() {
+    let Some(cluster) = Cluster::start() else {
+        assert!(
+            !require_services(),
+            "cannot start a Postgres cluster with initdb/pg_ctl"
+        );
+        eprintln!("SKIPPED: no initdb/pg_ctl to run a Postgres cluster of the test's own");
+        return;
+    };
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
+    let db = connect(&url).await.expect("connect to the test cluster");
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(dir.path(), &yaml(dir.path(), &url, &["warehouse"])).await;
+    let send = |from: usize| {
+        let events: Vec<_> = (from..from + 100)
+            .map(|i| json!({"type": "track", "event": "Ping", "userId": "u", "messageId": format!("o-{i}")}))
+            .collect();
+        json!({ "batch": events })
+    };
+    assert_eq!(app.post_json("/v1/batch", &send(0)).await.0, StatusCode::OK);
+    wait_rows(&db, "web.ping", 100).await;
+    assert!(cluster.ctl("stop"), "stop the cluster");
+    assert_eq!(
+        app.post_json("/v1/batch", &send(100)).await.0,
+        StatusCode::OK,
+        "ingest does not depend on Postgres"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, report) = app.get("/api/v1/inspect").await;
+        let err = report["destinations"][0]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if err.contains("retrying") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the outage never showed: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(cluster.ctl("start"), "restart the cluster");
+    let db = connect(&url).await.expect("reconnect");
+    wait_rows(&db, "web.ping", 200).await;
+    wait_rows(&db, "web.tracks", 200).await;
+    app.wait_drained().await;
+    app.stop().await;
+}
