@@ -193,7 +193,9 @@ async fn open_log(
     let dir = config.server.data_dir.clone();
     tokio::task::spawn_blocking(move || {
         let (log, recovery) = Log::open(&dir, &opts, metrics, |rec| {
-            recent.push(RecentEvent::from_record(rec.clone()))
+            if rec.entry.kind != crate::log::record::Kind::Object {
+                recent.push(RecentEvent::from_record(rec.clone()));
+            }
         })
         .with_context(|| format!("cannot open the event log in {}", dir.display()))?;
         Ok((log, recovery, recent))

@@ -196,6 +196,7 @@ pub(crate) fn record(state: &AppState, source: &str, entries: Vec<Entry>) {
                 let slug = e.reason.split(':').next().unwrap_or("rejected");
                 *rejected.entry(slug).or_default() += 1;
             }
+            Kind::Object => {}
         }
     }
     let labels = metrics::source(source);
@@ -213,8 +214,11 @@ pub(crate) fn record(state: &AppState, source: &str, entries: Vec<Entry>) {
         let labels = metrics::source_reason(source, slug);
         state.metrics.rejected.get_or_create(&labels).inc_by(n);
     }
-    let events = entries
+    // Objects go only to warehouses, not to the debugger.
+    let events: Vec<RecentEvent> = entries
         .into_iter()
-        .map(|entry| RecentEvent::from_record(Record { seq: 0, entry }));
-    state.recent.push_all(source, events);
+        .filter(|e| e.kind != Kind::Object)
+        .map(|entry| RecentEvent::from_record(Record { seq: 0, entry }))
+        .collect();
+    state.recent.push_all(source, events.into_iter());
 }

@@ -30,6 +30,9 @@ pub enum Kind {
     /// A webhook request whose signature or token failed. Shown in the recent events only;
     /// never written to the log.
     Unverified = 4,
+    /// A `Segment.set` object (`{collection, id, properties}`): read by warehouse
+    /// destinations only, never shown in the debugger (reference §2.3).
+    Object = 5,
 }
 
 impl Kind {
@@ -39,6 +42,7 @@ impl Kind {
             2 => Some(Kind::Duplicate),
             3 => Some(Kind::Rejected),
             4 => Some(Kind::Unverified),
+            5 => Some(Kind::Object),
             _ => None,
         }
     }
@@ -49,6 +53,7 @@ impl Kind {
             Kind::Duplicate => "duplicate",
             Kind::Rejected => "rejected",
             Kind::Unverified => "unverified",
+            Kind::Object => "object",
         }
     }
 }

@@ -7,7 +7,8 @@
 //!    reason go to `_switchyard_discards`.
 //! 3. In one transaction: per table, `COPY` into a temporary all-text staging table, then
 //!    `INSERT … SELECT … ON CONFLICT (id) DO NOTHING`, so a retry or replay never duplicates a
-//!    row; `users` is merged per id in Rust (later non-null traits win) and upserted.
+//!    row; `users` and object collections are merged per id in Rust (later non-null values
+//!    win) and upserted.
 
 use std::collections::{HashMap, HashSet};
 
@@ -143,8 +144,10 @@ pub async fn load(
     for r in rows {
         by_table.entry(r.table.clone()).or_default().push(r);
     }
-    if let Some(users) = by_table.get_mut("users") {
-        *users = merge_users(std::mem::take(users));
+    for rows in by_table.values_mut() {
+        if rows.first().is_some_and(|r| r.upsert) {
+            *rows = merge_by_id(std::mem::take(rows));
+        }
     }
     let mut plans = Vec::new();
     let mut discards = Vec::new();
@@ -157,14 +160,15 @@ pub async fn load(
             .cloned()
             .collect();
         let data = render(&table, &rows, &cols, &have, &mut discards);
-        plans.push((table, cols, have, data, rows.len()));
+        let upsert = rows.first().is_some_and(|r| r.upsert);
+        plans.push((table, cols, have, data, rows.len(), upsert));
     }
     if !discards.is_empty() {
         ensure_discards(client, cache, schema).await?;
     }
     let tx = client.transaction().await?;
     let mut loaded = 0;
-    for (i, (table, cols, have, data, n)) in plans.into_iter().enumerate() {
+    for (i, (table, cols, have, data, n, upsert)) in plans.into_iter().enumerate() {
         let stage = format!("_sy_stage_{i}");
         let defs: Vec<String> = cols.iter().map(|c| format!("{} text", ident(c))).collect();
         tx.batch_execute(&format!(
@@ -179,7 +183,7 @@ pub async fn load(
         futures_util::pin_mut!(sink);
         sink.send(Bytes::from(data)).await?;
         sink.finish().await?;
-        tx.batch_execute(&insert_sql(schema, &table, &stage, &cols, &have))
+        tx.batch_execute(&insert_sql(schema, &table, &stage, &cols, &have, upsert))
             .await?;
         loaded += n;
     }
@@ -199,8 +203,8 @@ fn wanted(rows: &[Row]) -> Columns {
     want
 }
 
-/// `users`: one row per id per batch, later non-null traits over earlier ones.
-fn merge_users(rows: Vec<Row>) -> Vec<Row> {
+/// Upserted tables: one row per id per batch, later non-null values over earlier ones.
+fn merge_by_id(rows: Vec<Row>) -> Vec<Row> {
     let mut merged: IndexMap<String, Row> = IndexMap::new();
     for r in rows {
         let id = r.cols.get("id").map(|c| c.text.clone()).unwrap_or_default();
@@ -257,7 +261,14 @@ fn render(
     out
 }
 
-fn insert_sql(schema: &str, table: &str, stage: &str, cols: &[String], have: &Columns) -> String {
+fn insert_sql(
+    schema: &str,
+    table: &str,
+    stage: &str,
+    cols: &[String],
+    have: &Columns,
+    upsert: bool,
+) -> String {
     let names: Vec<String> = cols.iter().map(|c| ident(c)).collect();
     let casts: Vec<String> = cols
         .iter()
@@ -269,10 +280,10 @@ fn insert_sql(schema: &str, table: &str, stage: &str, cols: &[String], have: &Co
         names.join(", "),
         casts.join(", ")
     );
-    if table != "users" {
+    if !upsert {
         return format!("{insert} ON CONFLICT (id) DO NOTHING");
     }
-    // Latest traits win: a newer identify overwrites what it carries and keeps the rest.
+    // Latest values win: a newer identify overwrites what it carries and keeps the rest.
     let sets: Vec<String> = cols
         .iter()
         .filter(|c| c.as_str() != "id")
@@ -375,7 +386,7 @@ mod tests {
         .map(|(k, t)| (k.to_owned(), t))
         .collect();
         let cols: Vec<String> = have.keys().cloned().collect();
-        let sql = insert_sql("web", "users", "_sy_stage_0", &cols, &have);
+        let sql = insert_sql("web", "users", "_sy_stage_0", &cols, &have, true);
         assert!(
             sql.contains(
                 "ON CONFLICT (id) DO UPDATE SET \"received_at\" = COALESCE(EXCLUDED.\"received_at\""
@@ -386,7 +397,7 @@ mod tests {
             sql.contains("EXCLUDED.received_at >= \"web\".\"users\".received_at"),
             "{sql}"
         );
-        let plain = insert_sql("web", "tracks", "s", &cols, &have);
+        let plain = insert_sql("web", "tracks", "s", &cols, &have, false);
         assert!(
             plain.ends_with("ON CONFLICT (id) DO NOTHING") && plain.contains("\"plan\"::text"),
             "{plain}"

@@ -59,6 +59,8 @@ pub struct Row {
     pub table: String,
     /// `id` first; names are unique.
     pub cols: IndexMap<String, Cell>,
+    /// `users` and object collections: one row per id, upserted (later values win).
+    pub upsert: bool,
 }
 
 /// The standard tables; an event table named like one of them gets `_event` appended.
@@ -201,6 +203,7 @@ pub fn rows_for(ev: &Map<String, Value>, uuid_ts: &str) -> Vec<Row> {
     let row = |table: &str, cols| Row {
         table: table.to_owned(),
         cols,
+        upsert: table == "users",
     };
     match s("type") {
         "track" => {
@@ -257,6 +260,31 @@ pub fn rows_for(ev: &Map<String, Value>, uuid_ts: &str) -> Vec<Row> {
         )],
         _ => Vec::new(),
     }
+}
+
+/// A `Segment.set` object → a row of `<collection>`, keyed by its id (reference §5.1
+/// [our choice]). `received_at` is when the function's request arrived.
+pub fn object_row(obj: &Map<String, Value>, received_at: &str, uuid_ts: &str) -> Option<Row> {
+    let collection = obj.get("collection").and_then(Value::as_str)?;
+    let id = obj.get("id").and_then(Value::as_str)?;
+    let mut table = snakecase(collection);
+    if table.is_empty() {
+        return None;
+    }
+    if STANDARD_TABLES.contains(&table.as_str()) {
+        table.push_str("_object");
+    }
+    table.truncate(MAX_NAME);
+    let mut cols = IndexMap::new();
+    cols.insert("id".into(), text(id));
+    cols.insert("received_at".into(), timestamp(received_at));
+    cols.insert("uuid_ts".into(), timestamp(uuid_ts));
+    let cols = with_custom(cols, obj.get("properties"));
+    Some(Row {
+        table,
+        cols,
+        upsert: true,
+    })
 }
 
 /// `users`: one row per user id (§5.1): `id` is the user id, then `received_at`, `uuid_ts`

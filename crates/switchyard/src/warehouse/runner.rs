@@ -13,7 +13,7 @@ use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::load::{SchemaCache, load};
-use super::rows::{Row, rows_for};
+use super::rows::{Row, object_row, rows_for};
 use super::snake::snakecase;
 use crate::config::{DestinationConfig, PostgresSettings};
 use crate::cursor::{CursorFile, CursorState};
@@ -211,7 +211,22 @@ fn read_batch(
         read += chunk.len();
         for r in &chunk {
             let e = &r.record.entry;
-            if e.kind != Kind::Accepted || !dest.wants(&e.source, &e.environment) {
+            if !matches!(e.kind, Kind::Accepted | Kind::Object)
+                || !dest.wants(&e.source, &e.environment)
+            {
+                continue;
+            }
+            if e.kind == Kind::Object {
+                let at = crate::event::timestamp::format(ms_to_time(e.received_ms));
+                if let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice(&e.body)
+                    && let Some(row) = object_row(&obj, &at, &uuid_ts)
+                {
+                    batch
+                        .rows
+                        .entry(snakecase(&e.source))
+                        .or_default()
+                        .push(row);
+                }
                 continue;
             }
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(&e.body) else {
@@ -235,4 +250,9 @@ fn read_batch(
         batch.next.position = reader.position();
     }
     Ok(batch)
+}
+
+fn ms_to_time(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }

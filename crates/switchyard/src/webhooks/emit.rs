@@ -52,6 +52,24 @@ pub fn function_entries(
     ingest::to_entries(&refs, cx)
 }
 
+/// Log entries for `Segment.set` objects: warehouse destinations load them into
+/// `<collection>` tables; no other destination and not the debugger sees them.
+pub fn object_entries(objects: &[Box<RawValue>], cx: &RequestContext<'_>) -> Vec<Entry> {
+    let received_ms = (cx.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    objects
+        .iter()
+        .map(|o| Entry {
+            kind: Kind::Object,
+            received_ms,
+            source: cx.source.into(),
+            environment: cx.environment.into(),
+            message_id: String::new(),
+            reason: String::new(),
+            body: o.get().as_bytes().to_vec(),
+        })
+        .collect()
+}
+
 /// The parts of a pass-through body: a Segment event, an array of events, or a batch
 /// envelope (what a Segment Webhooks (Actions) destination or an SDK sends).
 pub struct PassThrough<'a> {

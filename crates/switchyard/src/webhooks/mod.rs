@@ -314,16 +314,7 @@ fn log_run(call: &Call<'_>, outcome: &Outcome, trigger: &'static str, message_id
     m.function_runs
         .get_or_create(&metrics::source_reason(call.id, &label))
         .inc();
-    let mut logs = outcome.logs.clone();
-    if !outcome.objects.is_empty() {
-        logs.push(crate::functions::LogLine {
-            level: "warn".into(),
-            message: format!(
-                "[switchyard] {} Segment.set object(s) were validated but not stored: objects go only to warehouses, and this build has no warehouse destination yet",
-                outcome.objects.len()
-            ),
-        });
-    }
+    let logs = outcome.logs.clone();
     call.state.webhooks.logs.push(
         call.id,
         RunLog {
@@ -346,12 +337,14 @@ async fn emit_function(
     outcome: &Outcome,
     body: &[u8],
 ) -> Result<(usize, Vec<String>), ApiError> {
-    if outcome.events.is_empty() {
+    if outcome.events.is_empty() && outcome.objects.is_empty() {
         return Ok((0, Vec::new()));
     }
     let cx = context(call, None);
-    let entries = emit::function_entries(&outcome.events, &outcome.without_message_id, &cx, body);
+    let mut entries =
+        emit::function_entries(&outcome.events, &outcome.without_message_id, &cx, body);
     let ids = entries.iter().map(|e| e.message_id.clone()).collect();
+    entries.extend(emit::object_entries(&outcome.objects, &cx));
     Ok((append_and_show(call, entries).await?, ids))
 }
 

@@ -516,3 +516,72 @@ async fn a_postgres_outage_loses_nothing() {
     app.wait_drained().await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_set_objects_are_upserted_into_their_collection() {
+    let Some((url, db, _drop)) = fresh_db().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("rooms.js");
+    std::fs::write(
+        &f,
+        "async function onRequest(request) { const b = request.json();\n  Segment.set({collection: 'Rooms', id: b.id, properties: b.props});\n  Segment.track({event: 'Room Updated', userId: 'u', properties: {room: b.id}}); }",
+    )
+    .unwrap();
+    let yaml = format!(
+        "server: {{ listen: 127.0.0.1:0, data_dir: \"{d}\", min_free_disk: 1MiB }}\nsources:\n  - {{ id: hotel, type: webhook, public: true, function: \"{f}\" }}\ndestinations:\n  - {{ id: archive, type: file, start: earliest, settings: {{ path: \"{d}/events.jsonl\" }} }}\n  - {{ id: warehouse, type: postgres, start: earliest, settings: {{ url: \"{url}\", batch_interval: 100ms }} }}\n",
+        d = dir.path().display(),
+        f = f.display()
+    );
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    for body in [
+        json!({"id": "r1", "props": {"floor": 3, "view": "sea"}}),
+        json!({"id": "r1", "props": {"floor": 4}}),
+        json!({"id": "r2", "props": {"floor": 1, "view": "park"}}),
+    ] {
+        let (status, resp) = app
+            .post_with("/webhooks/hotel", &[], body.to_string().as_bytes())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{resp}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let rooms: Vec<(String, i64, String)> = loop {
+        let got = db
+            .query("SELECT id, floor, view FROM hotel.rooms ORDER BY id", &[])
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2)))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        if got.len() == 2 && got[0].1 == 4 || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        rooms,
+        vec![
+            ("r1".into(), 4, "sea".into()),
+            ("r2".into(), 1, "park".into())
+        ],
+        "one row per id; later values win and earlier ones stay"
+    );
+    wait_rows(&db, "hotel.room_updated", 3).await;
+    app.wait_drained().await;
+    let archived = app.delivered(3).await;
+    assert_eq!(archived.len(), 3);
+    assert!(
+        archived.iter().all(|e| e["type"] == "track"),
+        "objects reach only warehouses"
+    );
+    assert!(
+        app.recent_of("hotel", "")
+            .await
+            .iter()
+            .all(|e| e["status"] == "accepted")
+    );
+    app.stop().await;
+}
