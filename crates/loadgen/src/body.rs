@@ -11,10 +11,22 @@ pub struct Template {
 }
 
 impl Template {
-    pub fn new(mode: &str, events: usize, event_bytes: usize, prefix: &str) -> Template {
+    /// `names` > 1 spreads the events of a batch over `Event 0` … `Event {names-1}`.
+    pub fn new(
+        mode: &str,
+        events: usize,
+        event_bytes: usize,
+        prefix: &str,
+        names: usize,
+    ) -> Template {
         let one = |i: usize| {
+            let name = if names > 1 {
+                format!("Event {}", i % names)
+            } else {
+                "Order Completed".to_owned()
+            };
             let mut e = serde_json::json!({
-                "type": "track", "event": "Order Completed", "userId": format!("user-{i}"),
+                "type": "track", "event": name, "userId": format!("user-{i}"),
                 "messageId": format!("{prefix}-{SLOT}"), "timestamp": "2026-11-22T04:18:16.688Z",
                 "properties": {"order_id": "50314b8e9bcf000000000000", "total": 27.5, "currency": "USD",
                     "products": [{"product_id": "507f1f77bcf86cd799439011", "sku": "45790-32", "name": "Monopoly: 3rd Edition", "price": 19, "quantity": 1}]},

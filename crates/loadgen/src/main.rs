@@ -42,6 +42,9 @@ struct Args {
     path: Option<String>,
     #[arg(long, default_value_t = 100)]
     batch: usize,
+    /// Spread the events of a batch over this many event names (`Event 0`, `Event 1`, ...).
+    #[arg(long, default_value_t = 1)]
+    event_names: usize,
     /// Approximate size of one event in bytes.
     #[arg(long, default_value_t = 900)]
     event_bytes: usize,
@@ -151,6 +154,7 @@ async fn worker(
         per_request,
         args.event_bytes,
         &format!("{}-{w}", args.run_id),
+        args.event_names,
     );
     let path = args.path.as_deref().unwrap_or(match args.mode.as_str() {
         "batch" => "/v1/batch",
