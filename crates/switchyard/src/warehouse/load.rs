@@ -5,7 +5,7 @@
 //!    `information_schema`: whoever created a column first decided its type.
 //! 2. Values that do not fit their column's type become NULL, and the row, column, value and
 //!    reason go to `_switchyard_discards`.
-//! 3. In one transaction: per table, `COPY` into a temporary all-text staging table, then
+//! 3. In one transaction: per table, `COPY` into a temporary staging table typed like it, then
 //!    `INSERT … SELECT … ON CONFLICT (id) DO NOTHING`, so a retry or replay never duplicates a
 //!    row; `users` and object collections are merged per id in Rust (later non-null values
 //!    win) and upserted.
@@ -161,19 +161,20 @@ pub async fn load(
             .collect();
         let data = render(&table, &rows, &cols, &have, &mut discards);
         let upsert = rows.first().is_some_and(|r| r.upsert);
-        plans.push((table, cols, have, data, rows.len(), upsert));
+        plans.push((table, cols, data, rows.len(), upsert));
     }
     if !discards.is_empty() {
         ensure_discards(client, cache, schema).await?;
     }
     let tx = client.transaction().await?;
     let mut loaded = 0;
-    for (i, (table, cols, have, data, n, upsert)) in plans.into_iter().enumerate() {
+    for (i, (table, cols, data, n, upsert)) in plans.into_iter().enumerate() {
+        // Typed like the target, so COPY parses each value once and the insert casts nothing.
         let stage = format!("_sy_stage_{i}");
-        let defs: Vec<String> = cols.iter().map(|c| format!("{} text", ident(c))).collect();
         tx.batch_execute(&format!(
-            "CREATE TEMP TABLE {stage} ({}) ON COMMIT DROP",
-            defs.join(", ")
+            "CREATE TEMP TABLE {stage} (LIKE {}.{}) ON COMMIT DROP",
+            ident(schema),
+            ident(&table)
         ))
         .await?;
         let names: Vec<String> = cols.iter().map(|c| ident(c)).collect();
@@ -183,7 +184,7 @@ pub async fn load(
         futures_util::pin_mut!(sink);
         sink.send(Bytes::from(data)).await?;
         sink.finish().await?;
-        tx.batch_execute(&insert_sql(schema, &table, &stage, &cols, &have, upsert))
+        tx.batch_execute(&insert_sql(schema, &table, &stage, &cols, upsert))
             .await?;
         loaded += n;
     }
@@ -261,25 +262,10 @@ fn render(
     out
 }
 
-fn insert_sql(
-    schema: &str,
-    table: &str,
-    stage: &str,
-    cols: &[String],
-    have: &Columns,
-    upsert: bool,
-) -> String {
-    let names: Vec<String> = cols.iter().map(|c| ident(c)).collect();
-    let casts: Vec<String> = cols
-        .iter()
-        .map(|c| format!("{}::{}", ident(c), have[c].sql()))
-        .collect();
+fn insert_sql(schema: &str, table: &str, stage: &str, cols: &[String], upsert: bool) -> String {
+    let names = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
     let target = format!("{}.{}", ident(schema), ident(table));
-    let insert = format!(
-        "INSERT INTO {target} ({}) SELECT {} FROM {stage}",
-        names.join(", "),
-        casts.join(", ")
-    );
+    let insert = format!("INSERT INTO {target} ({names}) SELECT {names} FROM {stage}");
     if !upsert {
         return format!("{insert} ON CONFLICT (id) DO NOTHING");
     }
@@ -366,7 +352,6 @@ mod tests {
         let cell = |ty| Cell {
             ty,
             text: "1".into(),
-            json: serde_json::json!(1),
         };
         assert!(fits(ColType::Float, &cell(ColType::Integer)));
         assert!(fits(ColType::Text, &cell(ColType::Boolean)));
@@ -386,7 +371,7 @@ mod tests {
         .map(|(k, t)| (k.to_owned(), t))
         .collect();
         let cols: Vec<String> = have.keys().cloned().collect();
-        let sql = insert_sql("web", "users", "_sy_stage_0", &cols, &have, true);
+        let sql = insert_sql("web", "users", "_sy_stage_0", &cols, true);
         assert!(
             sql.contains(
                 "ON CONFLICT (id) DO UPDATE SET \"received_at\" = COALESCE(EXCLUDED.\"received_at\""
@@ -397,9 +382,10 @@ mod tests {
             sql.contains("EXCLUDED.received_at >= \"web\".\"users\".received_at"),
             "{sql}"
         );
-        let plain = insert_sql("web", "tracks", "s", &cols, &have, false);
+        let plain = insert_sql("web", "tracks", "s", &cols, false);
         assert!(
-            plain.ends_with("ON CONFLICT (id) DO NOTHING") && plain.contains("\"plan\"::text"),
+            plain.ends_with("ON CONFLICT (id) DO NOTHING")
+                && plain.contains("SELECT \"id\", \"received_at\", \"plan\" FROM s"),
             "{plain}"
         );
     }

@@ -50,8 +50,6 @@ impl ColType {
 pub struct Cell {
     pub ty: ColType,
     pub text: String,
-    /// The JSON value, for converting to another column's type (e.g. 5 into numeric).
-    pub json: Value,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,11 +83,7 @@ pub fn infer(v: &Value) -> Option<Cell> {
         Value::String(s) => (ColType::Text, s.clone()),
         Value::Array(_) => (ColType::Text, v.to_string()),
     };
-    Some(Cell {
-        ty,
-        text,
-        json: v.clone(),
-    })
+    Some(Cell { ty, text })
 }
 
 /// An ISO-8601 date-time with a zone (RFC 3339), which Postgres reads as `timestamptz`.
@@ -139,7 +133,6 @@ fn text(s: &str) -> Cell {
     Cell {
         ty: ColType::Text,
         text: s.to_owned(),
-        json: Value::String(s.to_owned()),
     }
 }
 
@@ -147,7 +140,6 @@ fn timestamp(s: &str) -> Cell {
     Cell {
         ty: ColType::Timestamp,
         text: s.to_owned(),
-        json: Value::String(s.to_owned()),
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
@@ -57,11 +58,34 @@ impl WarehouseWorker {
         let mut cache = SchemaCache::default();
         let mut backoff = MIN_BACKOFF;
         let labels = metrics::destination(&self.dest.id);
-        while self.wait_for_batch(&state, &cancel).await {
-            let end = self.committed.borrow().end;
-            let Some(batch) = self.read(&state, end).await else {
-                break;
+        let mut prefetched: Option<JoinHandle<std::io::Result<Batch>>> = None;
+        loop {
+            let batch = match prefetched.take() {
+                Some(h) => match h.await {
+                    Ok(Ok(b)) => b,
+                    _ => continue,
+                },
+                None => {
+                    if !self.wait_for_batch(&state, &cancel).await {
+                        break;
+                    }
+                    let end = self.committed.borrow().end;
+                    match self.spawn_read(state.clone(), end).await {
+                        Ok(Ok(b)) => b,
+                        Ok(Err(e)) => {
+                            tracing::error!(destination = %self.dest.id, error = %e, "reading the log failed");
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
             };
+            // While a backlog of full batches waits, read the next one as this one loads.
+            let committed = *self.committed.borrow();
+            let waiting = committed.next_seq.saturating_sub(batch.next.next_seq) as usize;
+            if batch.next.position < committed.end && waiting >= self.settings.batch_rows {
+                prefetched = Some(self.spawn_read(batch.next.clone(), committed.end));
+            }
             match self.load(&mut client, &mut cache, batch.rows).await {
                 Ok(()) => {
                     let (cursor, next) = (
@@ -85,8 +109,10 @@ impl WarehouseWorker {
                     backoff = MIN_BACKOFF;
                 }
                 Err(e) => {
+                    prefetched = None;
                     let msg = format!(
-                        "loading into Postgres failed; retrying the batch in {backoff:?}: {e}"
+                        "loading into Postgres failed; retrying the batch in {backoff:?}: {}",
+                        describe(&e)
                     );
                     tracing::warn!(destination = %self.dest.id, "{msg}");
                     status.set_error(Some(msg));
@@ -140,17 +166,12 @@ impl WarehouseWorker {
         }
     }
 
-    /// Reads up to `batch_rows` records from the cursor and turns them into rows.
-    async fn read(&self, state: &CursorState, end: Position) -> Option<Batch> {
-        let (dir, dest, from) = (self.log_dir.clone(), self.dest.clone(), state.clone());
+    /// Reads up to `batch_rows` records from `from` and turns them into rows, on a blocking
+    /// thread.
+    fn spawn_read(&self, from: CursorState, end: Position) -> JoinHandle<std::io::Result<Batch>> {
+        let (dir, dest) = (self.log_dir.clone(), self.dest.clone());
         let limit = self.settings.batch_rows;
         tokio::task::spawn_blocking(move || read_batch(&dir, &dest, from, end, limit))
-            .await
-            .ok()
-            .and_then(|r| {
-                r.inspect_err(|e| tracing::error!(error = %e, "reading the log failed"))
-                    .ok()
-            })
     }
 
     async fn load(
@@ -255,4 +276,18 @@ fn read_batch(
 fn ms_to_time(ms: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A Postgres error with the server's message, detail and SQLSTATE when it sent them.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let detail = db.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+            format!("{}{detail} [SQLSTATE {}]", db.message(), db.code().code())
+        }
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
 }
