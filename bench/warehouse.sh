@@ -31,7 +31,7 @@ server: { listen: 127.0.0.1:18195, data_dir: "$WORK/data", min_free_disk: 100MiB
 sources: [{ id: bench, type: http_api, write_keys: { production: wk_whbench } }]
 destinations: $1
 YAML
-  RUST_LOG=warn "$SY" serve --config "$WORK/c.yaml" > "$WORK/out" 2> "$WORK/err" &
+  RUST_LOG=${BENCH_LOG:-warn} "$SY" serve --config "$WORK/c.yaml" > "$WORK/out" 2> "$WORK/err" &
   PID=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:18195/readyz >/dev/null && return 0; sleep 0.1; done
   cat "$WORK/err"; exit 1
@@ -54,6 +54,7 @@ while :; do
   sleep 0.25
 done
 T1=$(now)
+[ -n "${BENCH_LOG:-}" ] && cp "$WORK/err" /tmp/whbench.err
 kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
 TABLES=$(psql "$PG/$DB" -tAc "SELECT table_name FROM information_schema.tables WHERE table_schema = 'bench' AND (table_name = 'tracks' OR table_name LIKE 'event_%') ORDER BY 1")
 ROWS=0

@@ -5,8 +5,10 @@
 //!    `information_schema`: whoever created a column first decided its type.
 //! 2. Values that do not fit their column's type become NULL, and the row, column, value and
 //!    reason go to `_switchyard_discards`.
-//! 3. In one transaction: per table, `COPY` into a temporary staging table typed like it, then
-//!    `INSERT … SELECT … ON CONFLICT (id) DO NOTHING`, so a retry or replay never duplicates a
+//! 3. In one transaction: per table, `COPY` straight into it (inside a savepoint); if an id
+//!    is already there (a retry, replay or redelivery), undo that and `COPY` into a temporary
+//!    staging table typed like it, then `INSERT … SELECT … ON CONFLICT (id) DO NOTHING`, so a
+//!    retry or replay never duplicates a
 //!    row; `users` and object collections are merged per id in Rust (later non-null values
 //!    win) and upserted.
 
@@ -16,6 +18,7 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use indexmap::IndexMap;
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 
 use super::rows::{Cell, ColType, Row};
 
@@ -169,21 +172,32 @@ pub async fn load(
     let tx = client.transaction().await?;
     let mut loaded = 0;
     for (i, (table, cols, data, n, upsert)) in plans.into_iter().enumerate() {
+        let data = Bytes::from(data);
+        let names = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+        let target = format!("{}.{}", ident(schema), ident(&table));
+        // Usually every id is new: COPY straight into the table, as fast as a raw COPY. A
+        // redelivery or replay hits the primary key; then undo that and take the staging path.
+        if !upsert {
+            tx.batch_execute("SAVEPOINT sy_direct").await?;
+            match copy(&tx, &target, &names, data.clone()).await {
+                Ok(()) => {
+                    tx.batch_execute("RELEASE SAVEPOINT sy_direct").await?;
+                    loaded += n;
+                    continue;
+                }
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT sy_direct").await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         // Typed like the target, so COPY parses each value once and the insert casts nothing.
         let stage = format!("_sy_stage_{i}");
         tx.batch_execute(&format!(
-            "CREATE TEMP TABLE {stage} (LIKE {}.{}) ON COMMIT DROP",
-            ident(schema),
-            ident(&table)
+            "CREATE TEMP TABLE {stage} (LIKE {target}) ON COMMIT DROP"
         ))
         .await?;
-        let names: Vec<String> = cols.iter().map(|c| ident(c)).collect();
-        let sink = tx
-            .copy_in(&format!("COPY {stage} ({}) FROM STDIN", names.join(", ")))
-            .await?;
-        futures_util::pin_mut!(sink);
-        sink.send(Bytes::from(data)).await?;
-        sink.finish().await?;
+        copy(&tx, &stage, &names, data).await?;
         tx.batch_execute(&insert_sql(schema, &table, &stage, &cols, upsert))
             .await?;
         loaded += n;
@@ -191,6 +205,20 @@ pub async fn load(
     write_discards(&tx, schema, &discards).await?;
     tx.commit().await?;
     Ok((loaded, discards.len()))
+}
+
+async fn copy(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    names: &str,
+    data: Bytes,
+) -> Result<(), tokio_postgres::Error> {
+    let sink = tx
+        .copy_in(&format!("COPY {table} ({names}) FROM STDIN"))
+        .await?;
+    futures_util::pin_mut!(sink);
+    sink.send(data).await?;
+    sink.finish().await.map(|_| ())
 }
 
 /// Columns of a table group; a column new in this batch takes its most recent value's type.

@@ -86,7 +86,14 @@ impl WarehouseWorker {
             if batch.next.position < committed.end && waiting >= self.settings.batch_rows {
                 prefetched = Some(self.spawn_read(batch.next.clone(), committed.end));
             }
-            match self.load(&mut client, &mut cache, batch.rows).await {
+            let t = Instant::now();
+            let loaded = self.load(&mut client, &mut cache, batch.rows).await;
+            tracing::debug!(
+                took_ms = t.elapsed().as_millis() as u64,
+                events = batch.events,
+                "warehouse batch loaded"
+            );
+            match loaded {
                 Ok(()) => {
                     let (cursor, next) = (
                         CursorFile::new(&self.data_dir, &self.dest.id),
@@ -171,7 +178,15 @@ impl WarehouseWorker {
     fn spawn_read(&self, from: CursorState, end: Position) -> JoinHandle<std::io::Result<Batch>> {
         let (dir, dest) = (self.log_dir.clone(), self.dest.clone());
         let limit = self.settings.batch_rows;
-        tokio::task::spawn_blocking(move || read_batch(&dir, &dest, from, end, limit))
+        tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            let r = read_batch(&dir, &dest, from, end, limit);
+            tracing::debug!(
+                took_ms = t.elapsed().as_millis() as u64,
+                "warehouse batch read"
+            );
+            r
+        })
     }
 
     async fn load(
