@@ -54,6 +54,11 @@ fn copy_field(out: &mut String, v: Option<&str>) {
         out.push_str("\\N");
         return;
     };
+    let special = |b: &u8| matches!(b, b'\\' | b'\n' | b'\r' | b'\t');
+    if !v.as_bytes().iter().any(special) {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -145,7 +150,12 @@ pub async fn load(
 ) -> Result<(usize, usize), tokio_postgres::Error> {
     let mut by_table: IndexMap<String, Vec<Row>> = IndexMap::new();
     for r in rows {
-        by_table.entry(r.table.clone()).or_default().push(r);
+        match by_table.get_mut(&r.table) {
+            Some(group) => group.push(r),
+            None => {
+                by_table.insert(r.table.clone(), vec![r]);
+            }
+        }
     }
     for rows in by_table.values_mut() {
         if rows.first().is_some_and(|r| r.upsert) {
@@ -169,6 +179,7 @@ pub async fn load(
     if !discards.is_empty() {
         ensure_discards(client, cache, schema).await?;
     }
+    let started = std::time::Instant::now();
     let tx = client.transaction().await?;
     let mut loaded = 0;
     for (i, (table, cols, data, n, upsert)) in plans.into_iter().enumerate() {
@@ -204,6 +215,10 @@ pub async fn load(
     }
     write_discards(&tx, schema, &discards).await?;
     tx.commit().await?;
+    tracing::debug!(
+        took_ms = started.elapsed().as_millis() as u64,
+        "warehouse transaction"
+    );
     Ok((loaded, discards.len()))
 }
 
@@ -226,7 +241,12 @@ fn wanted(rows: &[Row]) -> Columns {
     let mut want = Columns::new();
     for r in rows {
         for (k, c) in &r.cols {
-            want.insert(k.clone(), c.ty);
+            match want.get_mut(k) {
+                Some(t) => *t = c.ty,
+                None => {
+                    want.insert(k.clone(), c.ty);
+                }
+            }
         }
     }
     want
@@ -254,31 +274,43 @@ fn render(
     have: &Columns,
     discards: &mut Vec<Discard>,
 ) -> String {
-    let mut out = String::new();
+    let position: HashMap<&str, usize> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
+    let types: Vec<ColType> = cols.iter().map(|c| have[c]).collect();
+    let mut out = String::with_capacity(rows.len() * 256);
+    let mut slots: Vec<Option<&Cell>> = vec![None; cols.len()];
     for r in rows {
-        let row_id = r
-            .cols
-            .get("id")
-            .map(|c| c.text.as_str())
-            .unwrap_or_default();
-        for (i, col) in cols.iter().enumerate() {
+        slots.iter_mut().for_each(|s| *s = None);
+        for (k, cell) in &r.cols {
+            if let Some(&i) = position.get(k.as_str()) {
+                slots[i] = Some(cell);
+            }
+        }
+        for (i, slot) in slots.iter().enumerate() {
             if i > 0 {
                 out.push('\t');
             }
-            let value = r.cols.get(col).and_then(|cell| {
-                let ty = have[col];
-                if fits(ty, cell) {
+            let value = slot.and_then(|cell| {
+                if fits(types[i], cell) {
                     return Some(cell.text.as_str());
                 }
+                let row_id = r
+                    .cols
+                    .get("id")
+                    .map(|c| c.text.as_str())
+                    .unwrap_or_default();
                 discards.push(Discard {
                     table: table.to_owned(),
-                    column: col.clone(),
+                    column: cols[i].clone(),
                     row_id: row_id.to_owned(),
                     value: cell.text.clone(),
                     reason: format!(
                         "a {:?} value does not fit the column's type {}",
                         cell.ty,
-                        ty.sql()
+                        types[i].sql()
                     ),
                 });
                 None
