@@ -13,6 +13,7 @@
 //!    win) and upserted.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::SinkExt;
@@ -24,10 +25,11 @@ use super::rows::{Cell, ColType, Row};
 
 pub type Columns = IndexMap<String, ColType>;
 
-/// The tables of one schema as Postgres has them.
-#[derive(Default)]
+/// The tables as Postgres has them, shared by the loader and the thread that prepares the
+/// next batch (which renders with these types when no DDL is needed).
+#[derive(Clone, Default)]
 pub struct SchemaCache {
-    tables: HashMap<(String, String), Columns>,
+    tables: Arc<Mutex<HashMap<(String, String), Columns>>>,
 }
 
 /// A value that did not fit its column.
@@ -72,7 +74,7 @@ fn copy_field(out: &mut String, v: Option<&str>) {
 
 impl SchemaCache {
     async fn refresh(
-        &mut self,
+        &self,
         client: &Client,
         schema: &str,
         table: &str,
@@ -88,24 +90,36 @@ impl SchemaCache {
             .iter()
             .map(|r| (r.get::<_, String>(0), ColType::from_pg(r.get::<_, &str>(1))))
             .collect();
-        self.tables
+        self.lock()
             .insert((schema.to_owned(), table.to_owned()), cols);
         Ok(())
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Columns>> {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, schema: &str, table: &str) -> Option<Columns> {
+        self.lock()
+            .get(&(schema.to_owned(), table.to_owned()))
+            .cloned()
+    }
+
     /// Makes sure `schema.table` has every column in `want`; returns the columns it has.
     async fn ensure(
-        &mut self,
+        &self,
         client: &mut Client,
         schema: &str,
         table: &str,
         want: &Columns,
-    ) -> Result<&Columns, tokio_postgres::Error> {
-        let key = (schema.to_owned(), table.to_owned());
-        if !self.tables.contains_key(&key) {
-            self.refresh(client, schema, table).await?;
-        }
-        let have = &self.tables[&key];
+    ) -> Result<Columns, tokio_postgres::Error> {
+        let have = match self.get(schema, table) {
+            Some(h) => h,
+            None => {
+                self.refresh(client, schema, table).await?;
+                self.get(schema, table).unwrap_or_default()
+            }
+        };
         let missing: Vec<(&String, &ColType)> = want
             .iter()
             .filter(|(c, _)| !have.contains_key(*c))
@@ -135,19 +149,31 @@ impl SchemaCache {
             }
             tx.commit().await?;
             self.refresh(client, schema, table).await?;
+            return Ok(self.get(schema, table).unwrap_or_default());
         }
-        Ok(&self.tables[&key])
+        Ok(have)
     }
 }
 
-/// Loads `rows` (all of one schema) in one transaction. Returns rows loaded (before the
-/// `ON CONFLICT` skips) and values discarded.
-pub async fn load(
-    client: &mut Client,
-    cache: &mut SchemaCache,
-    schema: &str,
-    rows: Vec<Row>,
-) -> Result<(usize, usize), tokio_postgres::Error> {
+/// One table's part of a batch, rendered as COPY text with the column types of the cache.
+pub struct TablePlan {
+    table: String,
+    cols: Vec<String>,
+    data: Bytes,
+    rows: usize,
+    upsert: bool,
+    discards: Vec<Discard>,
+}
+
+/// A table ready to load, or rows waiting for DDL (new table or columns) first.
+pub enum Planned {
+    Ready(TablePlan),
+    NeedsDdl(String, Vec<Row>),
+}
+
+/// Groups one schema's rows by table and renders those whose columns the cache already
+/// has. Runs on the thread that read the batch, while the previous batch loads.
+pub fn plan(cache: &SchemaCache, schema: &str, rows: Vec<Row>) -> Vec<Planned> {
     let mut by_table: IndexMap<String, Vec<Row>> = IndexMap::new();
     for r in rows {
         match by_table.get_mut(&r.table) {
@@ -157,33 +183,79 @@ pub async fn load(
             }
         }
     }
-    for rows in by_table.values_mut() {
-        if rows.first().is_some_and(|r| r.upsert) {
-            *rows = merge_by_id(std::mem::take(rows));
-        }
-    }
-    let mut plans = Vec::new();
+    by_table
+        .into_iter()
+        .map(|(table, mut rows)| {
+            if rows.first().is_some_and(|r| r.upsert) {
+                rows = merge_by_id(rows);
+            }
+            let want = wanted(&rows);
+            match cache.get(schema, &table) {
+                Some(have) if want.keys().all(|c| have.contains_key(c)) => {
+                    Planned::Ready(prepare(table, &rows, &want, &have))
+                }
+                _ => Planned::NeedsDdl(table, rows),
+            }
+        })
+        .collect()
+}
+
+fn prepare(table: String, rows: &[Row], want: &Columns, have: &Columns) -> TablePlan {
+    let cols: Vec<String> = want
+        .keys()
+        .filter(|c| have.contains_key(*c))
+        .cloned()
+        .collect();
     let mut discards = Vec::new();
-    for (table, rows) in by_table {
-        let want = wanted(&rows);
-        let have = cache.ensure(client, schema, &table, &want).await?.clone();
-        let cols: Vec<String> = want
-            .keys()
-            .filter(|c| have.contains_key(*c))
-            .cloned()
-            .collect();
-        let data = render(&table, &rows, &cols, &have, &mut discards);
-        let upsert = rows.first().is_some_and(|r| r.upsert);
-        plans.push((table, cols, data, rows.len(), upsert));
+    let data = Bytes::from(render(&table, rows, &cols, have, &mut discards));
+    TablePlan {
+        upsert: rows.first().is_some_and(|r| r.upsert),
+        rows: rows.len(),
+        table,
+        cols,
+        data,
+        discards,
     }
+}
+
+/// Loads one schema's planned tables in one transaction, after any DDL they need. Returns
+/// rows loaded (before `ON CONFLICT` skips) and values discarded.
+pub async fn load(
+    client: &mut Client,
+    cache: &SchemaCache,
+    schema: &str,
+    planned: Vec<Planned>,
+) -> Result<(usize, usize), tokio_postgres::Error> {
+    let mut plans = Vec::with_capacity(planned.len());
+    for p in planned {
+        plans.push(match p {
+            Planned::Ready(plan) => plan,
+            Planned::NeedsDdl(table, rows) => {
+                let want = wanted(&rows);
+                let have = cache.ensure(client, schema, &table, &want).await?;
+                prepare(table, &rows, &want, &have)
+            }
+        });
+    }
+    let discards: Vec<Discard> = plans
+        .iter_mut()
+        .flat_map(|p| std::mem::take(&mut p.discards))
+        .collect();
     if !discards.is_empty() {
         ensure_discards(client, cache, schema).await?;
     }
     let started = std::time::Instant::now();
     let tx = client.transaction().await?;
     let mut loaded = 0;
-    for (i, (table, cols, data, n, upsert)) in plans.into_iter().enumerate() {
-        let data = Bytes::from(data);
+    for (i, plan) in plans.into_iter().enumerate() {
+        let TablePlan {
+            table,
+            cols,
+            data,
+            rows: n,
+            upsert,
+            ..
+        } = plan;
         let names = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
         let target = format!("{}.{}", ident(schema), ident(&table));
         // Usually every id is new: COPY straight into the table, as fast as a raw COPY. A
@@ -353,11 +425,13 @@ fn insert_sql(schema: &str, table: &str, stage: &str, cols: &[String], upsert: b
 
 async fn ensure_discards(
     client: &mut Client,
-    cache: &mut SchemaCache,
+    cache: &SchemaCache,
     schema: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    let key = (schema.to_owned(), "_switchyard_discards".to_owned());
-    if cache.tables.get(&key).is_some_and(|c| !c.is_empty()) {
+    if cache
+        .get(schema, "_switchyard_discards")
+        .is_some_and(|c| !c.is_empty())
+    {
         return Ok(());
     }
     let tx = client.transaction().await?;

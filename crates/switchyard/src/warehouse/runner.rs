@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use super::load::{SchemaCache, load};
+use super::load::{Planned, SchemaCache, load, plan};
 use super::rows::{Row, object_row, rows_for};
 use super::snake::snakecase;
 use crate::config::{DestinationConfig, PostgresSettings};
@@ -42,8 +42,8 @@ pub struct WarehouseWorker {
 /// What one batch read from the log holds.
 struct Batch {
     next: CursorState,
-    /// Rows per schema.
-    rows: BTreeMap<String, Vec<Row>>,
+    /// Planned tables per schema.
+    plans: BTreeMap<String, Vec<Planned>>,
     events: usize,
 }
 
@@ -55,7 +55,7 @@ impl WarehouseWorker {
         cancel: CancellationToken,
     ) {
         let mut client: Option<Client> = None;
-        let mut cache = SchemaCache::default();
+        let cache = SchemaCache::default();
         let mut backoff = MIN_BACKOFF;
         let labels = metrics::destination(&self.dest.id);
         let mut prefetched: Option<JoinHandle<std::io::Result<Batch>>> = None;
@@ -70,7 +70,7 @@ impl WarehouseWorker {
                         break;
                     }
                     let end = self.committed.borrow().end;
-                    match self.spawn_read(state.clone(), end).await {
+                    match self.spawn_read(&cache, state.clone(), end).await {
                         Ok(Ok(b)) => b,
                         Ok(Err(e)) => {
                             tracing::error!(destination = %self.dest.id, error = %e, "reading the log failed");
@@ -84,10 +84,10 @@ impl WarehouseWorker {
             let committed = *self.committed.borrow();
             let waiting = committed.next_seq.saturating_sub(batch.next.next_seq) as usize;
             if batch.next.position < committed.end && waiting >= self.settings.batch_rows {
-                prefetched = Some(self.spawn_read(batch.next.clone(), committed.end));
+                prefetched = Some(self.spawn_read(&cache, batch.next.clone(), committed.end));
             }
             let t = Instant::now();
-            let loaded = self.load(&mut client, &mut cache, batch.rows).await;
+            let loaded = self.load(&mut client, &cache, batch.plans).await;
             tracing::debug!(
                 took_ms = t.elapsed().as_millis() as u64,
                 events = batch.events,
@@ -173,14 +173,19 @@ impl WarehouseWorker {
         }
     }
 
-    /// Reads up to `batch_rows` records from `from` and turns them into rows, on a blocking
-    /// thread.
-    fn spawn_read(&self, from: CursorState, end: Position) -> JoinHandle<std::io::Result<Batch>> {
-        let (dir, dest) = (self.log_dir.clone(), self.dest.clone());
+    /// Reads up to `batch_rows` records from `from`, turns them into rows and renders the
+    /// tables that need no DDL, on a blocking thread.
+    fn spawn_read(
+        &self,
+        cache: &SchemaCache,
+        from: CursorState,
+        end: Position,
+    ) -> JoinHandle<std::io::Result<Batch>> {
+        let (dir, dest, cache) = (self.log_dir.clone(), self.dest.clone(), cache.clone());
         let limit = self.settings.batch_rows;
         tokio::task::spawn_blocking(move || {
             let t = Instant::now();
-            let r = read_batch(&dir, &dest, from, end, limit);
+            let r = read_batch(&dir, &dest, from, end, limit, &cache);
             tracing::debug!(
                 took_ms = t.elapsed().as_millis() as u64,
                 "warehouse batch read"
@@ -192,10 +197,10 @@ impl WarehouseWorker {
     async fn load(
         &self,
         client: &mut Option<Client>,
-        cache: &mut SchemaCache,
-        rows: BTreeMap<String, Vec<Row>>,
+        cache: &SchemaCache,
+        plans: BTreeMap<String, Vec<Planned>>,
     ) -> Result<(), tokio_postgres::Error> {
-        if rows.is_empty() {
+        if plans.is_empty() {
             return Ok(());
         }
         if client.is_none() {
@@ -211,8 +216,8 @@ impl WarehouseWorker {
         let Some(c) = client.as_mut() else {
             return Ok(());
         };
-        for (schema, rows) in rows {
-            let (_, discarded) = load(c, cache, &schema, rows).await?;
+        for (schema, planned) in plans {
+            let (_, discarded) = load(c, cache, &schema, planned).await?;
             if discarded > 0 {
                 tracing::info!(destination = %self.dest.id, schema, discarded, "values that did not fit their column went to _switchyard_discards");
             }
@@ -227,12 +232,14 @@ fn read_batch(
     from: CursorState,
     end: Position,
     limit: usize,
+    cache: &SchemaCache,
 ) -> std::io::Result<Batch> {
     let mut reader = LogReader::new(dir, from.position);
     let uuid_ts = crate::event::timestamp::format(time::OffsetDateTime::now_utc());
+    let mut rows: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     let mut batch = Batch {
         next: from,
-        rows: BTreeMap::new(),
+        plans: BTreeMap::new(),
         events: 0,
     };
     let mut read = 0;
@@ -257,11 +264,7 @@ fn read_batch(
                 if let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice(&e.body)
                     && let Some(row) = object_row(&obj, &at, &uuid_ts)
                 {
-                    batch
-                        .rows
-                        .entry(snakecase(&e.source))
-                        .or_default()
-                        .push(row);
+                    rows.entry(snakecase(&e.source)).or_default().push(row);
                 }
                 continue;
             }
@@ -275,9 +278,7 @@ fn read_batch(
                 continue;
             };
             batch.events += 1;
-            batch
-                .rows
-                .entry(snakecase(&e.source))
+            rows.entry(snakecase(&e.source))
                 .or_default()
                 .extend(rows_for(&ev, &uuid_ts));
         }
@@ -285,6 +286,13 @@ fn read_batch(
     if read == 0 {
         batch.next.position = reader.position();
     }
+    batch.plans = rows
+        .into_iter()
+        .map(|(schema, rows)| {
+            let planned = plan(cache, &schema, rows);
+            (schema, planned)
+        })
+        .collect();
     Ok(batch)
 }
 
