@@ -125,12 +125,7 @@ impl SchemaCache {
             .filter(|(c, _)| !have.contains_key(*c))
             .collect();
         if !missing.is_empty() {
-            let tx = client.transaction().await?;
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtext($1))",
-                &[&format!("switchyard:{schema}")],
-            )
-            .await?;
+            let tx = ddl_transaction(client, schema).await?;
             tx.batch_execute(&format!(
                 "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}.{t} (id varchar(1024) PRIMARY KEY)",
                 s = ident(schema),
@@ -423,6 +418,20 @@ fn insert_sql(schema: &str, table: &str, stage: &str, cols: &[String], upsert: b
     )
 }
 
+/// A transaction holding the schema's advisory lock: loaders racing on DDL take turns.
+async fn ddl_transaction<'c>(
+    client: &'c mut Client,
+    schema: &str,
+) -> Result<tokio_postgres::Transaction<'c>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("switchyard:{schema}")],
+    )
+    .await?;
+    Ok(tx)
+}
+
 async fn ensure_discards(
     client: &mut Client,
     cache: &SchemaCache,
@@ -434,12 +443,7 @@ async fn ensure_discards(
     {
         return Ok(());
     }
-    let tx = client.transaction().await?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext($1))",
-        &[&format!("switchyard:{schema}")],
-    )
-    .await?;
+    let tx = ddl_transaction(client, schema).await?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}._switchyard_discards (\
          table_name text NOT NULL, column_name text NOT NULL, row_id text NOT NULL, value text, \
