@@ -1,8 +1,8 @@
 //! Loading one micro-batch into Postgres (reference §5.4, issue 5 "Loading").
 //!
-//! 1. Schema: tables and columns missing from the cache are created under an advisory lock
-//!    on the schema (so racing loaders serialise their DDL), then the cache is re-read from
-//!    `information_schema`: whoever created a column first decided its type.
+//! 1. Schema (`schema.rs`): tables and columns missing from the cache are created under an
+//!    advisory lock on the schema, then re-read: whoever created a column first decided its
+//!    type.
 //! 2. Values that do not fit their column's type become NULL, and the row, column, value and
 //!    reason go to `_switchyard_discards`.
 //! 3. In one transaction: per table, `COPY` straight into it (inside a savepoint); if an id
@@ -13,7 +13,6 @@
 //!    win) and upserted.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::SinkExt;
@@ -22,15 +21,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::rows::{Cell, ColType, Row};
-
-pub type Columns = IndexMap<String, ColType>;
-
-/// The tables as Postgres has them, shared by the loader and the thread that prepares the
-/// next batch (which renders with these types when no DDL is needed).
-#[derive(Clone, Default)]
-pub struct SchemaCache {
-    tables: Arc<Mutex<HashMap<(String, String), Columns>>>,
-}
+use super::schema::{Columns, SchemaCache, ensure_discards, ident};
 
 /// A value that did not fit its column.
 struct Discard {
@@ -39,11 +30,6 @@ struct Discard {
     row_id: String,
     value: String,
     reason: String,
-}
-
-/// Quotes an identifier (our names are already snake_case; this keeps keywords safe).
-pub fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 fn fits(col: ColType, cell: &Cell) -> bool {
@@ -69,84 +55,6 @@ fn copy_field(out: &mut String, v: Option<&str>) {
             '\t' => out.push_str("\\t"),
             c => out.push(c),
         }
-    }
-}
-
-impl SchemaCache {
-    async fn refresh(
-        &self,
-        client: &Client,
-        schema: &str,
-        table: &str,
-    ) -> Result<(), tokio_postgres::Error> {
-        let rows = client
-            .query(
-                "SELECT column_name, data_type FROM information_schema.columns \
-                 WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
-                &[&schema, &table],
-            )
-            .await?;
-        let cols: Columns = rows
-            .iter()
-            .map(|r| (r.get::<_, String>(0), ColType::from_pg(r.get::<_, &str>(1))))
-            .collect();
-        self.lock()
-            .insert((schema.to_owned(), table.to_owned()), cols);
-        Ok(())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Columns>> {
-        self.tables.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn get(&self, schema: &str, table: &str) -> Option<Columns> {
-        self.lock()
-            .get(&(schema.to_owned(), table.to_owned()))
-            .cloned()
-    }
-
-    /// Makes sure `schema.table` has every column in `want`; returns the columns it has.
-    async fn ensure(
-        &self,
-        client: &mut Client,
-        schema: &str,
-        table: &str,
-        want: &Columns,
-    ) -> Result<Columns, tokio_postgres::Error> {
-        let have = match self.get(schema, table) {
-            Some(h) => h,
-            None => {
-                self.refresh(client, schema, table).await?;
-                self.get(schema, table).unwrap_or_default()
-            }
-        };
-        let missing: Vec<(&String, &ColType)> = want
-            .iter()
-            .filter(|(c, _)| !have.contains_key(*c))
-            .collect();
-        if !missing.is_empty() {
-            let tx = ddl_transaction(client, schema).await?;
-            tx.batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}.{t} (id varchar(1024) PRIMARY KEY)",
-                s = ident(schema),
-                t = ident(table)
-            ))
-            .await?;
-            for (col, ty) in missing {
-                tx.batch_execute(&format!(
-                    "ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}",
-                    ident(schema),
-                    ident(table),
-                    ident(col),
-                    ty.sql()
-                ))
-                .await?;
-            }
-            tx.commit().await?;
-            self.refresh(client, schema, table).await?;
-            return Ok(self.get(schema, table).unwrap_or_default());
-        }
-        Ok(have)
     }
 }
 
@@ -416,44 +324,6 @@ fn insert_sql(schema: &str, table: &str, stage: &str, cols: &[String], upsert: b
         "{insert} ON CONFLICT (id) DO UPDATE SET {}{newer}",
         sets.join(", ")
     )
-}
-
-/// A transaction holding the schema's advisory lock: loaders racing on DDL take turns.
-async fn ddl_transaction<'c>(
-    client: &'c mut Client,
-    schema: &str,
-) -> Result<tokio_postgres::Transaction<'c>, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext($1))",
-        &[&format!("switchyard:{schema}")],
-    )
-    .await?;
-    Ok(tx)
-}
-
-async fn ensure_discards(
-    client: &mut Client,
-    cache: &SchemaCache,
-    schema: &str,
-) -> Result<(), tokio_postgres::Error> {
-    if cache
-        .get(schema, "_switchyard_discards")
-        .is_some_and(|c| !c.is_empty())
-    {
-        return Ok(());
-    }
-    let tx = ddl_transaction(client, schema).await?;
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}._switchyard_discards (\
-         table_name text NOT NULL, column_name text NOT NULL, row_id text NOT NULL, value text, \
-         reason text NOT NULL, discarded_at timestamptz NOT NULL DEFAULT now(), \
-         PRIMARY KEY (table_name, row_id, column_name))",
-        s = ident(schema)
-    ))
-    .await?;
-    tx.commit().await?;
-    cache.refresh(client, schema, "_switchyard_discards").await
 }
 
 async fn write_discards(

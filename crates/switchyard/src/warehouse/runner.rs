@@ -13,8 +13,9 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use super::load::{Planned, SchemaCache, load, plan};
+use super::load::{Planned, load, plan};
 use super::rows::{Row, object_row, rows_for};
+use super::schema::SchemaCache;
 use super::snake::snakecase;
 use crate::config::{DestinationConfig, PostgresSettings};
 use crate::cursor::{CursorFile, CursorState};
