@@ -84,6 +84,11 @@ pub async fn run_with_clock(
     let destinations = tasks.iter().map(|(_, _, s)| s.clone()).collect();
     let shutdown_timeout = config.server.shutdown_timeout;
     let webhooks = Webhooks::open(&config, client)?;
+    let profiles = Arc::new(
+        crate::profiles::ProfileStore::open(&data_dir.join("profiles.redb"))
+            .context("cannot open the profile store")?,
+    );
+    let (log_dir, committed) = (log.dir().to_path_buf(), log.committed());
     let state = AppState::new(Parts {
         config,
         log,
@@ -94,6 +99,7 @@ pub async fn run_with_clock(
         store,
         clock,
         webhooks,
+        profiles: profiles.clone(),
     });
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -106,6 +112,12 @@ pub async fn run_with_clock(
     }
     tracker.spawn(housekeeping(state.clone(), cancel.clone()));
     tracker.spawn(crate::webhooks::retry::run(state.clone(), cancel.clone()));
+    tracker.spawn(crate::profiles::run(
+        profiles,
+        log_dir,
+        committed,
+        cancel.clone(),
+    ));
     state.set_phase(Phase::Ready);
     serve(state.clone(), listener, shutdown, shutdown_timeout).await?;
 

@@ -32,6 +32,7 @@ pub mod ingest;
 pub mod inspect;
 pub mod log;
 pub mod mapping;
+pub mod profiles;
 pub mod recent;
 pub mod redact;
 pub mod signing;

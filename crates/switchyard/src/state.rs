@@ -11,6 +11,7 @@ use crate::destinations::DestinationStatus;
 use crate::http::ApiError;
 use crate::ingest::Admission;
 use crate::log::{Log, Recovery};
+use crate::profiles::ProfileStore;
 use crate::recent::RecentStore;
 use crate::telemetry::Metrics;
 use crate::webhooks::Webhooks;
@@ -34,6 +35,7 @@ pub struct Inner {
     pub store: Arc<DeliveryStore>,
     pub clock: Arc<dyn Clock>,
     pub webhooks: Webhooks,
+    pub profiles: Arc<ProfileStore>,
     phase: AtomicU8,
 }
 
@@ -48,6 +50,7 @@ pub struct Parts {
     pub store: Arc<DeliveryStore>,
     pub clock: Arc<dyn Clock>,
     pub webhooks: Webhooks,
+    pub profiles: Arc<ProfileStore>,
 }
 
 #[derive(Clone)]
@@ -74,6 +77,7 @@ impl AppState {
             store: p.store,
             clock: p.clock,
             webhooks: p.webhooks,
+            profiles: p.profiles,
             phase: AtomicU8::new(Phase::Starting as u8),
         }))
     }

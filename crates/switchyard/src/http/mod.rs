@@ -7,6 +7,7 @@ mod destinations;
 mod error;
 mod functions;
 mod lineage;
+mod profiles;
 
 use axum::Router;
 use axum::http::Method;
@@ -53,6 +54,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/sources/{id}/test-function",
             post(functions::test_function),
         )
+        .route("/api/v1/profiles", get(profiles::find))
+        .route("/api/v1/profiles/{id}", get(profiles::one))
         .route("/api/v1/inspect", get(admin::inspect))
         .route("/api/v1/test-mapping", post(admin::test_mapping))
         .route("/api/v1/events/{message_id}", get(lineage::event))

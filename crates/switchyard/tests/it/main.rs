@@ -9,6 +9,7 @@ mod harness;
 mod ingest;
 mod isolation;
 mod nats;
+mod profiles;
 mod receiver;
 mod sdk;
 mod signing;
