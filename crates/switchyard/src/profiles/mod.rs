@@ -72,10 +72,10 @@ impl ProfileStore {
         let links = txn.open_table(LINKS).map_err(e)?;
         let profiles = txn.open_table(PROFILES).map_err(e)?;
         for link in [format!("user:{id}"), format!("anon:{id}")] {
-            if let Some(key) = links.get(link.as_str()).map_err(e)? {
-                if let Some(bytes) = profiles.get(key.value()).map_err(e)? {
-                    return serde_json::from_slice(bytes.value()).map(Some).map_err(e);
-                }
+            if let Some(key) = links.get(link.as_str()).map_err(e)?
+                && let Some(bytes) = profiles.get(key.value()).map_err(e)?
+            {
+                return serde_json::from_slice(bytes.value()).map(Some).map_err(e);
             }
         }
         Ok(None)
