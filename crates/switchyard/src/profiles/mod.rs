@@ -41,6 +41,8 @@ fn e(err: impl std::fmt::Display) -> StoreError {
 
 pub struct ProfileStore {
     db: Database,
+    /// How far the store has read the log: log segments before it must not be reclaimed.
+    position: std::sync::Mutex<Option<Position>>,
 }
 
 fn index_key(name: &str, value: &Value, key: &str) -> Option<String> {
@@ -63,7 +65,24 @@ impl ProfileStore {
         txn.open_table(TRAITS).map_err(e)?;
         txn.open_table(META).map_err(e)?;
         txn.commit().map_err(e)?;
-        Ok(ProfileStore { db })
+        let store = ProfileStore {
+            db,
+            position: std::sync::Mutex::new(None),
+        };
+        // Known from the first housekeeping tick on, before the task has started.
+        if let Some(c) = store.cursor()? {
+            store.set_position(c.position);
+        }
+        Ok(store)
+    }
+
+    /// The log position the store has applied up to, once its task has started.
+    pub fn position(&self) -> Option<Position> {
+        *self.position.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_position(&self, p: Position) {
+        *self.position.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
     }
 
     /// The profile of a user id or anonymous id.
@@ -250,6 +269,7 @@ pub async fn run(
         }
     };
     loop {
+        store.set_position(state.position);
         let end = committed.borrow_and_update().end;
         if state.position >= end {
             tokio::select! {
