@@ -112,12 +112,14 @@ pub async fn run_with_clock(
     }
     tracker.spawn(housekeeping(state.clone(), cancel.clone()));
     tracker.spawn(crate::webhooks::retry::run(state.clone(), cancel.clone()));
-    tracker.spawn(crate::profiles::run(
-        profiles,
-        log_dir,
-        committed,
-        cancel.clone(),
-    ));
+    if state.config.storage.profiles {
+        tracker.spawn(crate::profiles::run(
+            profiles,
+            log_dir,
+            committed,
+            cancel.clone(),
+        ));
+    }
     state.set_phase(Phase::Ready);
     serve(state.clone(), listener, shutdown, shutdown_timeout).await?;
 

@@ -95,6 +95,8 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
+    /// Whether the profile store is kept (`storage.profiles`).
+    pub profiles: bool,
     pub retention_max_age: Duration,
     pub retention_max_bytes: u64,
     pub segment_bytes: u64,

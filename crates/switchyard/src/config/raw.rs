@@ -40,6 +40,8 @@ pub struct RawStorage {
     pub commit_window: Option<Scalar>,
     /// Bytes that may wait for the writer before ingest answers 429 (default 64MiB).
     pub queue_bytes: Option<Scalar>,
+    /// Keep the profile store (default false in this build: it costs ingest throughput).
+    pub profiles: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

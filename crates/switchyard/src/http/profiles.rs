@@ -10,10 +10,21 @@ use serde_json::{Value, json};
 use super::ApiError;
 use crate::state::AppState;
 
+fn enabled(state: &AppState) -> Result<(), ApiError> {
+    if state.config.storage.profiles {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(
+            "the profile store is off; set storage.profiles: true to keep profiles",
+        ))
+    }
+}
+
 pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    enabled(&state)?;
     let store = state.profiles.clone();
     let found = tokio::task::spawn_blocking(move || store.get(&id).map(|p| (id, p)))
         .await
@@ -29,6 +40,7 @@ pub async fn find(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    enabled(&state)?;
     let mut traits = q
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("trait.")?.to_owned(), v.clone())));

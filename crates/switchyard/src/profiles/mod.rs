@@ -24,6 +24,9 @@ use crate::log::segment::{self, Position};
 use store::e;
 pub use store::{MAX_PROFILES, ProfileStore, StoreError};
 
+/// How long the reader waits to gather more events after a small step.
+const GATHER: Duration = Duration::from_millis(250);
+
 /// Keeps the store in sync with the log until cancelled.
 pub async fn run(
     store: std::sync::Arc<ProfileStore>,
@@ -64,7 +67,18 @@ pub async fn run(
         }
         let (s, dir, from) = (store.clone(), log_dir.clone(), state.clone());
         match tokio::task::spawn_blocking(move || step(&s, &dir, from, end)).await {
-            Ok(Ok(next)) => state = next,
+            Ok(Ok(next)) => {
+                // Under a trickle of small commits, gather for a moment: each step is one
+                // synced transaction, and profiles may lag ingest by this much.
+                let small = next.next_seq.saturating_sub(state.next_seq) < 1000;
+                state = next;
+                if small {
+                    tokio::select! {
+                        () = tokio::time::sleep(GATHER) => {}
+                        () = cancel.cancelled() => return,
+                    }
+                }
+            }
             Ok(Err(error)) => {
                 tracing::error!(%error, "profiles: update failed; retrying");
                 tokio::select! {

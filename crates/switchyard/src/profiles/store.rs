@@ -1,6 +1,7 @@
 //! `profiles.redb`: the profiles, their identity links, the trait index, the recency order
 //! that bounds the store, and the log position they reflect.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use redb::{
@@ -58,7 +59,11 @@ impl ProfileStore {
 
     /// `open` with another cap on the number of profiles.
     pub fn open_with_cap(path: &Path, max_profiles: u64) -> Result<ProfileStore, StoreError> {
-        let db = Database::create(path).map_err(e)?;
+        // A small page cache: the profile store must not grow the server's memory with traffic.
+        let db = Database::builder()
+            .set_cache_size(16 << 20)
+            .create(path)
+            .map_err(e)?;
         let txn = db.begin_write().map_err(e)?;
         txn.open_table(PROFILES).map_err(e)?;
         txn.open_table(LINKS).map_err(e)?;
@@ -144,8 +149,13 @@ impl ProfileStore {
         next: &CursorState,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(e)?;
+        // Each profile a batch touches is read once and written once.
+        let mut batch = Batch::default();
         for (ev, source) in events {
-            apply_one(&txn, ev, source)?;
+            apply_one(&txn, &mut batch, ev, source)?;
+        }
+        for p in batch.profiles.values() {
+            put(&txn, p)?;
         }
         evict(&txn, self.max_profiles)?;
         let bytes = serde_json::to_vec(next).map_err(e)?;
@@ -251,43 +261,93 @@ fn evict(txn: &WriteTransaction, max: u64) -> Result<(), StoreError> {
     }
 }
 
+/// The profiles of one batch, taken out of the tables until the batch is written, and the
+/// identity links made during it.
+#[derive(Default)]
+struct Batch {
+    profiles: HashMap<String, Profile>,
+    links: HashMap<String, String>,
+}
+
+impl Batch {
+    fn resolve(&self, txn: &WriteTransaction, link: &str) -> Result<Option<String>, StoreError> {
+        match self.links.get(link) {
+            Some(k) => Ok(Some(k.clone())),
+            None => resolve(txn, link),
+        }
+    }
+
+    fn take(&mut self, txn: &WriteTransaction, key: &str) -> Result<Option<Profile>, StoreError> {
+        match self.profiles.remove(key) {
+            Some(p) => Ok(Some(p)),
+            None => take(txn, key),
+        }
+    }
+}
+
 /// Finds (or starts) the event's profile, folds in any other profile the event proves is the
 /// same person (anonymousId seen with userId, alias previousId), and applies the event.
 fn apply_one(
     txn: &WriteTransaction,
+    batch: &mut Batch,
     ev: &Map<String, Value>,
     source: &str,
 ) -> Result<(), StoreError> {
     let s = |k: &str| ev.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
     let key = match (s("userId"), s("anonymousId")) {
-        (Some(u), _) => resolve(txn, &format!("user:{u}"))?.unwrap_or_else(|| u.to_owned()),
-        (None, Some(a)) => {
-            resolve(txn, &format!("anon:{a}"))?.unwrap_or_else(|| format!("anonymous:{a}"))
-        }
+        (Some(u), _) => batch
+            .resolve(txn, &format!("user:{u}"))?
+            .unwrap_or_else(|| u.to_owned()),
+        (None, Some(a)) => batch
+            .resolve(txn, &format!("anon:{a}"))?
+            .unwrap_or_else(|| format!("anonymous:{a}")),
         (None, None) => return Ok(()),
     };
-    let mut profile = take(txn, &key)?.unwrap_or_else(|| Profile::new(&key));
+    let mut profile = batch.take(txn, &key)?.unwrap_or_else(|| Profile::new(&key));
     let mut others = Vec::new();
     if s("userId").is_some()
         && let Some(a) = s("anonymousId")
     {
-        others
-            .push(resolve(txn, &format!("anon:{a}"))?.unwrap_or_else(|| format!("anonymous:{a}")));
+        let other = batch.resolve(txn, &format!("anon:{a}"))?;
+        others.push(other.unwrap_or_else(|| format!("anonymous:{a}")));
     }
     if s("type") == Some("alias")
         && let Some(p) = s("previousId")
     {
-        others.push(resolve(txn, &format!("user:{p}"))?.unwrap_or_else(|| p.to_owned()));
-        others
-            .push(resolve(txn, &format!("anon:{p}"))?.unwrap_or_else(|| format!("anonymous:{p}")));
+        let user = batch.resolve(txn, &format!("user:{p}"))?;
+        others.push(user.unwrap_or_else(|| p.to_owned()));
+        let anon = batch.resolve(txn, &format!("anon:{p}"))?;
+        others.push(anon.unwrap_or_else(|| format!("anonymous:{p}")));
     }
+    let mut absorbed = false;
     for other in others.into_iter().filter(|o| *o != key) {
-        if let Some(o) = take(txn, &other)? {
+        if let Some(o) = batch.take(txn, &other)? {
             profile.absorb(o);
+            absorbed = true;
         }
     }
     profile.apply(ev, source);
-    put(txn, &profile)
+    // Later events of this batch must find this profile by any id it now has: all of them
+    // after a merge, otherwise the ids this event brought.
+    let links: Vec<String> = if absorbed {
+        let users = profile.user_ids.iter().map(|u| format!("user:{u}"));
+        users
+            .chain(profile.anonymous_ids.iter().map(|a| format!("anon:{a}")))
+            .collect()
+    } else {
+        let mut l: Vec<String> = s("userId")
+            .map(|u| format!("user:{u}"))
+            .into_iter()
+            .collect();
+        l.extend(s("anonymousId").map(|a| format!("anon:{a}")));
+        l.extend(s("previousId").map(|p| format!("user:{p}")));
+        l
+    };
+    for link in links {
+        batch.links.insert(link, key.clone());
+    }
+    batch.profiles.insert(key, profile);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -27,7 +27,9 @@ async fn profile_when(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identify_alias_group_and_inline_traits_make_one_profile() {
     let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::start(dir.path()).await;
+    let yaml =
+        config_yaml(dir.path(), "").replace("sources:", "storage: { profiles: true }\nsources:");
+    let app = TestApp::start_with(dir.path(), &yaml).await;
     let ts = |d: u32| format!("2026-11-{d:02}T10:00:00.000Z");
     let batch = json!({"batch": [
         {"type": "page", "anonymousId": "anon-2", "name": "Pricing", "messageId": "p-1", "timestamp": ts(1)},
@@ -104,11 +106,26 @@ async fn identify_alias_group_and_inline_traits_make_one_profile() {
     assert_eq!(app.get("/api/v1/profiles").await.0, StatusCode::BAD_REQUEST);
     app.stop().await;
     // A restart keeps the profiles and counts nothing twice.
-    let app = TestApp::start(dir.path()).await;
+    let app = TestApp::start_with(dir.path(), &yaml).await;
     let more = json!({"type": "track", "userId": "u1", "event": "Again", "messageId": "t-2", "timestamp": ts(7)});
     assert_eq!(app.post_json("/v1/track", &more).await.0, StatusCode::OK);
     let p = profile_when(&app, "u1", |p| p["event_counts"]["track"] == 2).await;
     assert_eq!(p["event_counts"]["identify"], 2);
     assert_eq!(p["traits"]["email"]["value"], "ada@example.com");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn the_profile_store_is_off_unless_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    let (status, body) = app.get("/api/v1/profiles/u1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("storage.profiles"),
+        "{body}"
+    );
 }
