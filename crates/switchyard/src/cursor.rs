@@ -21,6 +21,24 @@ pub struct CursorState {
     pub done: Vec<u64>,
 }
 
+impl CursorState {
+    /// The start of the oldest retained log segment: where `start: earliest` begins.
+    pub fn earliest(log_dir: &Path) -> io::Result<CursorState> {
+        let first = crate::log::segment::list_segments(log_dir)?
+            .first()
+            .copied()
+            .unwrap_or(0);
+        Ok(CursorState {
+            position: Position {
+                segment: first,
+                offset: 0,
+            },
+            next_seq: first,
+            done: Vec::new(),
+        })
+    }
+}
+
 pub struct CursorFile {
     path: PathBuf,
 }

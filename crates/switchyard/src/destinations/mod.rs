@@ -16,7 +16,7 @@ use crate::cursor::{CursorFile, CursorState};
 use crate::log::Committed;
 use crate::log::reader::LogReader;
 use crate::log::record::Kind;
-use crate::log::segment::{self, Position};
+use crate::log::segment::Position;
 use crate::telemetry::{Metrics, metrics};
 pub use file::{FileSink, rotated_path};
 
@@ -82,20 +82,7 @@ impl Runner {
                         next_seq: committed.next_seq,
                         done: Vec::new(),
                     },
-                    Start::Earliest => {
-                        let first = segment::list_segments(&self.log_dir)?
-                            .first()
-                            .copied()
-                            .unwrap_or(0);
-                        CursorState {
-                            position: Position {
-                                segment: first,
-                                offset: 0,
-                            },
-                            next_seq: first,
-                            done: Vec::new(),
-                        }
-                    }
+                    Start::Earliest => CursorState::earliest(&self.log_dir)?,
                 };
                 cursor.save(&s)?;
                 s

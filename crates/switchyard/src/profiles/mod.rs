@@ -20,7 +20,7 @@ use crate::cursor::CursorState;
 use crate::log::Committed;
 use crate::log::reader::LogReader;
 use crate::log::record::Kind;
-use crate::log::segment::{self, Position};
+use crate::log::segment::Position;
 use store::e;
 pub use store::{MAX_PROFILES, ProfileStore, StoreError};
 
@@ -36,20 +36,13 @@ pub async fn run(
 ) {
     let mut state = match store.cursor() {
         Ok(Some(s)) => s,
-        Ok(None) => {
-            let first = segment::list_segments(&log_dir)
-                .ok()
-                .and_then(|s| s.first().copied())
-                .unwrap_or(0);
-            CursorState {
-                position: Position {
-                    segment: first,
-                    offset: 0,
-                },
-                next_seq: first,
-                done: Vec::new(),
+        Ok(None) => match CursorState::earliest(&log_dir) {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::error!(%error, "profiles: cannot list the log; profiles are not updated");
+                return;
             }
-        }
+        },
         Err(error) => {
             tracing::error!(%error, "profiles: cannot read the stored position; profiles are not updated");
             return;
