@@ -263,12 +263,13 @@ async fn housekeeping(state: AppState, cancel: CancellationToken) {
             let prune = now / 1000 % 60 == 0;
             s.webhooks.guard.save(&s.webhooks.store, now, prune);
             let committed = s.log.committed().borrow().end;
-            // The profile store reads the log like a destination: keep what it has not read.
+            // The profile store (when on) reads the log like a destination: keep what it has
+            // not read. Off, an old stored position must not pin segments forever.
             let min_cursor = s
                 .destinations
                 .iter()
                 .map(|d| d.position())
-                .chain(s.profiles.position())
+                .chain(s.profiles.position().filter(|_| s.config.storage.profiles))
                 .min()
                 .unwrap_or(committed);
             let storage = &s.config.storage;
