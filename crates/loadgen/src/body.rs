@@ -3,21 +3,27 @@
 use bytes::Bytes;
 
 const SLOT: &str = "00000000000000000000";
+/// Where a user id goes when events are spread over a population of users.
+const USER_SLOT: &str = "uuuuuuuuuuuu";
 
 pub struct Template {
     bytes: Vec<u8>,
     slots: Vec<usize>,
+    user_slots: Vec<usize>,
+    users: u64,
     counter: u64,
 }
 
 impl Template {
-    /// `names` > 1 spreads the events of a batch over `Event 0` … `Event {names-1}`.
+    /// `names` > 1 spreads the events of a batch over `Event 0` … `Event {names-1}`;
+    /// `users` > 0 gives each event one of that many user ids, scattered.
     pub fn new(
         mode: &str,
         events: usize,
         event_bytes: usize,
         prefix: &str,
         names: usize,
+        users: u64,
     ) -> Template {
         let one = |i: usize| {
             let name = if names > 1 {
@@ -26,7 +32,8 @@ impl Template {
                 "Order Completed".to_owned()
             };
             let mut e = serde_json::json!({
-                "type": "track", "event": name, "userId": format!("user-{i}"),
+                "type": "track", "event": name,
+                "userId": if users > 0 { format!("user-{USER_SLOT}") } else { format!("user-{i}") },
                 "messageId": format!("{prefix}-{SLOT}"), "timestamp": "2026-11-22T04:18:16.688Z",
                 "properties": {"order_id": "50314b8e9bcf000000000000", "total": 27.5, "currency": "USD",
                     "products": [{"product_id": "507f1f77bcf86cd799439011", "sku": "45790-32", "name": "Monopoly: 3rd Edition", "price": 19, "quantity": 1}]},
@@ -75,9 +82,12 @@ impl Template {
             .into_iter()
             .map(|p| p + prefix.len() + 1)
             .collect();
+        let user_slots = find_all(&bytes, USER_SLOT.as_bytes());
         Template {
             bytes,
             slots,
+            user_slots,
+            users,
             counter: 0,
         }
     }
@@ -88,6 +98,13 @@ impl Template {
             self.counter += 1;
             let digits = format!("{:020}", self.counter);
             self.bytes[at..at + SLOT.len()].copy_from_slice(digits.as_bytes());
+        }
+        for &at in &self.user_slots {
+            self.counter += 1;
+            // A multiplicative hash scatters consecutive requests over the population.
+            let user = self.counter.wrapping_mul(0x9E37_79B9_7F4A_7C15) % self.users;
+            let digits = format!("{user:012}");
+            self.bytes[at..at + USER_SLOT.len()].copy_from_slice(digits.as_bytes());
         }
         Bytes::copy_from_slice(&self.bytes)
     }

@@ -45,6 +45,9 @@ struct Args {
     /// Spread the events of a batch over this many event names (`Event 0`, `Event 1`, ...).
     #[arg(long, default_value_t = 1)]
     event_names: usize,
+    /// Spread events over this many user ids (default: `user-<position in the batch>`).
+    #[arg(long, default_value_t = 0)]
+    users: u64,
     /// Approximate size of one event in bytes.
     #[arg(long, default_value_t = 900)]
     event_bytes: usize,
@@ -155,6 +158,7 @@ async fn worker(
         args.event_bytes,
         &format!("{}-{w}", args.run_id),
         args.event_names,
+        args.users,
     );
     let path = args.path.as_deref().unwrap_or(match args.mode.as_str() {
         "batch" => "/v1/batch",

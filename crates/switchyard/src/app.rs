@@ -117,6 +117,7 @@ pub async fn run_with_clock(
             profiles,
             log_dir,
             committed,
+            state.metrics.profiles_backlog.clone(),
             cancel.clone(),
         ));
     }

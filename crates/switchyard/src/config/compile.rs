@@ -267,7 +267,7 @@ fn compile_storage(cx: &mut Cx, v: Option<&Value>) -> StorageConfig {
     }
     let retention = raw.retention.unwrap_or_default();
     let storage = StorageConfig {
-        profiles: raw.profiles.unwrap_or(false),
+        profiles: raw.profiles.unwrap_or(true),
         retention_max_age: cx.duration(
             &retention.max_age,
             Duration::from_secs(7 * 86_400),

@@ -6,13 +6,15 @@
 //! (`name \0 value \0 key`, for lookups by trait) and `recency` (`last_seen \0 key`: past
 //! `MAX_PROFILES`, the least recently seen profiles are evicted).
 
+mod event;
 pub mod model;
 mod store;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -21,22 +23,71 @@ use crate::log::Committed;
 use crate::log::reader::LogReader;
 use crate::log::record::Kind;
 use crate::log::segment::Position;
-use store::e;
+use store::{Feed, Raw, e};
 pub use store::{MAX_PROFILES, ProfileStore, StoreError};
 
 /// How long the reader waits to gather more events after a small step.
 const GATHER: Duration = Duration::from_millis(250);
+/// One step (one synced transaction) applies at most this many events: bigger steps catch up
+/// faster but keep more changed pages in memory until the commit.
+const STEP_EVENTS: usize = 4000;
 
-/// Keeps the store in sync with the log until cancelled.
+/// Nice value of the profile thread: under full load the durable ack of ingest comes
+/// first, and the profiles catch up when the load eases (their backlog waits in the log,
+/// which housekeeping keeps for them).
+const NICE: i32 = 10;
+
+/// Keeps the store in sync with the log until cancelled, on a thread of its own at a lower
+/// CPU priority than ingest.
 pub async fn run(
-    store: std::sync::Arc<ProfileStore>,
-    log_dir: std::path::PathBuf,
-    mut committed: watch::Receiver<Committed>,
+    store: Arc<ProfileStore>,
+    log_dir: PathBuf,
+    committed: watch::Receiver<Committed>,
+    backlog: Gauge,
     cancel: CancellationToken,
+) {
+    let handle = tokio::runtime::Handle::current();
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("profiles".into())
+        .spawn(move || {
+            lower_priority();
+            follow(&handle, &store, &log_dir, committed, &backlog, &cancel);
+            drop(done);
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = finished.await;
+        }
+        Err(error) => {
+            tracing::error!(%error, "profiles: cannot start the thread; profiles are not updated")
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // On Linux the nice value belongs to the thread: this names the calling thread only.
+    let me = rustix::thread::gettid();
+    if let Err(error) = rustix::process::setpriority_process(Some(me), NICE) {
+        tracing::warn!(%error, "profiles: cannot lower the thread's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
+fn follow(
+    rt: &tokio::runtime::Handle,
+    store: &ProfileStore,
+    log_dir: &Path,
+    mut committed: watch::Receiver<Committed>,
+    backlog: &Gauge,
+    cancel: &CancellationToken,
 ) {
     let mut state = match store.cursor() {
         Ok(Some(s)) => s,
-        Ok(None) => match CursorState::earliest(&log_dir) {
+        Ok(None) => match CursorState::earliest(log_dir) {
             Ok(s) => s,
             Err(error) => {
                 tracing::error!(%error, "profiles: cannot list the log; profiles are not updated");
@@ -48,38 +99,47 @@ pub async fn run(
             return;
         }
     };
+    // Waits for `d` or cancellation; false when cancelled.
+    let pause = |d: Duration| {
+        rt.block_on(async {
+            tokio::select! {
+                () = tokio::time::sleep(d) => true,
+                () = cancel.cancelled() => false,
+            }
+        })
+    };
     loop {
         store.set_position(state.position);
-        let end = committed.borrow_and_update().end;
+        let Committed { end, next_seq } = *committed.borrow_and_update();
+        backlog.set(next_seq.saturating_sub(state.next_seq) as i64);
         if state.position >= end {
-            tokio::select! {
-                changed = committed.changed() => if changed.is_err() { return },
-                () = cancel.cancelled() => return,
+            let go_on = rt.block_on(async {
+                tokio::select! {
+                    changed = committed.changed() => changed.is_ok(),
+                    () = cancel.cancelled() => false,
+                }
+            });
+            if !go_on {
+                return;
             }
             continue;
         }
-        let (s, dir, from) = (store.clone(), log_dir.clone(), state.clone());
-        match tokio::task::spawn_blocking(move || step(&s, &dir, from, end)).await {
-            Ok(Ok(next)) => {
+        match step(store, log_dir, state.clone(), end) {
+            Ok(next) => {
                 // Under a trickle of small commits, gather for a moment: each step is one
                 // synced transaction, and profiles may lag ingest by this much.
-                let small = next.next_seq.saturating_sub(state.next_seq) < 1000;
+                let small = next.next_seq.saturating_sub(state.next_seq) < STEP_EVENTS as u64 / 2;
                 state = next;
-                if small {
-                    tokio::select! {
-                        () = tokio::time::sleep(GATHER) => {}
-                        () = cancel.cancelled() => return,
-                    }
+                if small && !pause(GATHER) {
+                    return;
                 }
             }
-            Ok(Err(error)) => {
+            Err(error) => {
                 tracing::error!(%error, "profiles: update failed; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    () = cancel.cancelled() => return,
+                if !pause(Duration::from_secs(1)) {
+                    return;
                 }
             }
-            Err(_) => return,
         }
     }
 }
@@ -90,27 +150,43 @@ fn step(
     from: CursorState,
     end: Position,
 ) -> Result<CursorState, StoreError> {
-    let mut reader = LogReader::new(dir, from.position);
-    let batch = reader.read(end, 2000, 8 << 20).map_err(e)?;
-    let next = match batch.last() {
-        Some(last) => CursorState {
-            position: last.next,
-            next_seq: last.record.seq + 1,
-            done: Vec::new(),
-        },
-        None => CursorState {
-            position: reader.position(),
-            ..from
-        },
+    let mut feed = LogFeed {
+        reader: LogReader::new(dir, from.position),
+        end,
+        left: STEP_EVENTS,
+        next_seq: from.next_seq,
     };
-    let events: Vec<(Map<String, Value>, String)> = batch
-        .iter()
-        .filter(|r| r.record.entry.kind == Kind::Accepted)
-        .filter_map(|r| {
-            let ev = serde_json::from_slice::<Map<String, Value>>(&r.record.entry.body).ok()?;
-            Some((ev, r.record.entry.source.to_string()))
-        })
-        .collect();
-    store.apply(&events, &next)?;
-    Ok(next)
+    store.apply(&mut feed)
+}
+
+/// The log records of one step, read one at a time.
+struct LogFeed {
+    reader: LogReader,
+    end: Position,
+    left: usize,
+    next_seq: u64,
+}
+
+impl Feed for LogFeed {
+    fn next_event(&mut self) -> Result<Option<Raw>, StoreError> {
+        while self.left > 0 {
+            let Some(r) = self.reader.read(self.end, 1, usize::MAX).map_err(e)?.pop() else {
+                return Ok(None);
+            };
+            self.left -= 1;
+            self.next_seq = r.record.seq + 1;
+            if r.record.entry.kind == Kind::Accepted {
+                return Ok(Some((r.record.entry.body, r.record.entry.source)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn cursor(&self) -> CursorState {
+        CursorState {
+            position: self.reader.position(),
+            next_seq: self.next_seq,
+            done: Vec::new(),
+        }
+    }
 }

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::event::ProfileEvent;
+
 /// Recent events kept per profile.
 pub const RECENT: usize = 20;
 /// Identities, groups and traits kept per profile at most.
@@ -40,18 +42,32 @@ pub struct Profile {
     pub first_seen: String,
     pub last_seen: String,
     pub event_counts: BTreeMap<String, u64>,
-    /// Newest first: `{type, event|name, messageId, timestamp, source}`.
-    pub recent_events: VecDeque<Value>,
+    /// Newest first.
+    pub recent_events: VecDeque<Recent>,
+}
+
+/// One of a profile's most recent events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recent {
+    #[serde(rename = "type")]
+    pub ty: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub message_id: Option<String>,
+    #[serde(default)]
+    pub timestamp: String,
+    #[serde(default)]
+    pub source: String,
 }
 
 fn push_unique(list: &mut Vec<String>, v: &str, cap: usize) {
     if !list.iter().any(|x| x == v) && list.len() < cap {
         list.push(v.to_owned());
     }
-}
-
-fn s<'a>(ev: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
-    ev.get(k).and_then(Value::as_str).filter(|v| !v.is_empty())
 }
 
 impl Profile {
@@ -63,68 +79,61 @@ impl Profile {
     }
 
     /// Applies one normalised event (already resolved to this profile).
-    pub fn apply(&mut self, ev: &Map<String, Value>, source: &str) {
-        let ts = s(ev, "timestamp").unwrap_or_default().to_owned();
-        if let Some(u) = s(ev, "userId") {
+    pub fn apply(&mut self, ev: &ProfileEvent, source: &str) {
+        let ts = ev.timestamp.get().unwrap_or_default();
+        if let Some(u) = ev.user_id.get() {
             push_unique(&mut self.user_ids, u, MAX_IDS);
         }
-        if let Some(a) = s(ev, "anonymousId") {
+        if let Some(a) = ev.anonymous_id.get() {
             push_unique(&mut self.anonymous_ids, a, MAX_IDS);
         }
-        let ty = s(ev, "type").unwrap_or("unknown");
+        let ty = ev.ty.get().unwrap_or("unknown");
         if ty == "identify" {
-            self.set_traits(ev.get("traits"), &ts);
+            self.set_traits(ev.traits(), ts);
         }
-        if let Some(Value::Object(ctx)) = ev.get("context") {
-            self.set_traits(ctx.get("traits"), &ts);
-        }
+        self.set_traits(ev.context_traits(), ts);
         if ty == "group"
-            && let Some(g) = s(ev, "groupId")
+            && let Some(g) = ev.group_id.get()
         {
-            self.join(g, ev.get("traits"), &ts);
+            self.join(g, ev.traits(), ts);
         }
         if ty == "alias"
-            && let Some(p) = s(ev, "previousId")
+            && let Some(p) = ev.previous_id.get()
         {
             push_unique(&mut self.user_ids, p, MAX_IDS);
         }
-        *self.event_counts.entry(ty.to_owned()).or_default() += 1;
-        self.seen(&ts, &ts);
-        let mut summary = serde_json::json!({"type": ty, "messageId": s(ev, "messageId"), "timestamp": ts, "source": source});
-        for k in ["event", "name"] {
-            if let Some(v) = s(ev, k) {
-                summary[k] = Value::String(v.to_owned());
+        match self.event_counts.get_mut(ty) {
+            Some(n) => *n += 1,
+            None => {
+                self.event_counts.insert(ty.to_owned(), 1);
             }
         }
-        self.remember(summary);
+        self.seen(ts, ts);
+        self.remember(Recent {
+            ty: ty.to_owned(),
+            event: ev.event.get().map(str::to_owned),
+            name: ev.name.get().map(str::to_owned),
+            message_id: ev.message_id.get().map(str::to_owned),
+            timestamp: ts.to_owned(),
+            source: source.to_owned(),
+        });
     }
 
-    fn set_traits(&mut self, traits: Option<&Value>, ts: &str) {
-        let Some(Value::Object(t)) = traits else {
-            return;
-        };
-        for (k, v) in t {
+    fn set_traits(&mut self, traits: Option<Map<String, Value>>, ts: &str) {
+        for (k, value) in traits.into_iter().flatten() {
             let newer = self
                 .traits
-                .get(k)
+                .get(&k)
                 .is_none_or(|old| old.set_at.as_str() <= ts);
-            if newer && (self.traits.contains_key(k) || self.traits.len() < MAX_TRAITS) {
-                self.traits.insert(
-                    k.clone(),
-                    Trait {
-                        value: v.clone(),
-                        set_at: ts.to_owned(),
-                    },
-                );
+            if newer && (self.traits.contains_key(&k) || self.traits.len() < MAX_TRAITS) {
+                let set_at = ts.to_owned();
+                self.traits.insert(k, Trait { value, set_at });
             }
         }
     }
 
-    fn join(&mut self, group_id: &str, traits: Option<&Value>, ts: &str) {
-        let traits = traits
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+    fn join(&mut self, group_id: &str, traits: Option<Map<String, Value>>, ts: &str) {
+        let traits = traits.unwrap_or_default();
         if let Some(g) = self.groups.iter_mut().find(|g| g.group_id == group_id) {
             g.traits.extend(traits);
         } else if self.groups.len() < MAX_GROUPS {
@@ -145,12 +154,11 @@ impl Profile {
         }
     }
 
-    fn remember(&mut self, summary: Value) {
-        let ts = summary["timestamp"].as_str().unwrap_or_default().to_owned();
+    fn remember(&mut self, summary: Recent) {
         let at = self
             .recent_events
             .iter()
-            .position(|e| e["timestamp"].as_str().unwrap_or_default() <= ts.as_str())
+            .position(|e| e.timestamp <= summary.timestamp)
             .unwrap_or(self.recent_events.len());
         self.recent_events.insert(at, summary);
         self.recent_events.truncate(RECENT);
@@ -173,7 +181,7 @@ impl Profile {
             .iter()
             .for_each(|a| push_unique(&mut self.anonymous_ids, a, MAX_IDS));
         for g in other.groups {
-            self.join(&g.group_id, Some(&Value::Object(g.traits)), &g.joined_at);
+            self.join(&g.group_id, Some(g.traits), &g.joined_at);
         }
         for (k, n) in other.event_counts {
             *self.event_counts.entry(k).or_default() += n;
@@ -191,17 +199,31 @@ mod tests {
 
     use super::*;
 
-    fn ev(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    /// Applies an event written as JSON, as the store reads it from the log.
+    fn apply(p: &mut Profile, v: Value) {
+        let text = v.to_string();
+        p.apply(&ProfileEvent::parse(text.as_bytes()).unwrap(), "web");
     }
 
     #[test]
     fn traits_identities_groups_counts_and_recent() {
         let mut p = Profile::new("u1");
-        p.apply(&ev(json!({"type":"identify","userId":"u1","anonymousId":"a1","messageId":"m1","timestamp":"2026-01-01T00:00:00.000Z","traits":{"plan":"free","email":"a@b.co"}})), "web");
-        p.apply(&ev(json!({"type":"track","userId":"u1","event":"Upgraded","messageId":"m2","timestamp":"2026-01-02T00:00:00.000Z","context":{"traits":{"plan":"pro"}}})), "web");
-        p.apply(&ev(json!({"type":"identify","userId":"u1","messageId":"m0","timestamp":"2025-12-31T00:00:00.000Z","traits":{"plan":"trial"}})), "web");
-        p.apply(&ev(json!({"type":"group","userId":"u1","groupId":"g1","messageId":"m3","timestamp":"2026-01-03T00:00:00.000Z","traits":{"name":"Acme"}})), "web");
+        apply(
+            &mut p,
+            json!({"type":"identify","userId":"u1","anonymousId":"a1","messageId":"m1","timestamp":"2026-01-01T00:00:00.000Z","traits":{"plan":"free","email":"a@b.co"}}),
+        );
+        apply(
+            &mut p,
+            json!({"type":"track","userId":"u1","event":"Upgraded","messageId":"m2","timestamp":"2026-01-02T00:00:00.000Z","context":{"traits":{"plan":"pro"}}}),
+        );
+        apply(
+            &mut p,
+            json!({"type":"identify","userId":"u1","messageId":"m0","timestamp":"2025-12-31T00:00:00.000Z","traits":{"plan":"trial"}}),
+        );
+        apply(
+            &mut p,
+            json!({"type":"group","userId":"u1","groupId":"g1","messageId":"m3","timestamp":"2026-01-03T00:00:00.000Z","traits":{"name":"Acme"}}),
+        );
         assert_eq!(
             p.traits["plan"].value, "pro",
             "inline traits count, and a late old identify does not win"
@@ -217,11 +239,14 @@ mod tests {
         let order: Vec<_> = p
             .recent_events
             .iter()
-            .map(|e| e["messageId"].as_str().unwrap())
+            .map(|e| e.message_id.as_deref().unwrap())
             .collect();
         assert_eq!(order, ["m3", "m2", "m1", "m0"]);
         for i in 0..30 {
-            p.apply(&ev(json!({"type":"track","userId":"u1","event":"E","messageId":format!("x{i}"),"timestamp":"2026-02-01T00:00:00.000Z"})), "web");
+            apply(
+                &mut p,
+                json!({"type":"track","userId":"u1","event":"E","messageId":format!("x{i}"),"timestamp":"2026-02-01T00:00:00.000Z"}),
+            );
         }
         assert_eq!(p.recent_events.len(), RECENT);
     }
@@ -229,9 +254,15 @@ mod tests {
     #[test]
     fn absorbing_an_anonymous_profile() {
         let mut anon = Profile::new("anonymous:a9");
-        anon.apply(&ev(json!({"type":"page","anonymousId":"a9","name":"Home","messageId":"p1","timestamp":"2026-01-01T00:00:00.000Z"})), "web");
+        apply(
+            &mut anon,
+            json!({"type":"page","anonymousId":"a9","name":"Home","messageId":"p1","timestamp":"2026-01-01T00:00:00.000Z"}),
+        );
         let mut user = Profile::new("u9");
-        user.apply(&ev(json!({"type":"identify","userId":"u9","messageId":"i1","timestamp":"2026-01-05T00:00:00.000Z","traits":{"email":"u9@x.io"}})), "web");
+        apply(
+            &mut user,
+            json!({"type":"identify","userId":"u9","messageId":"i1","timestamp":"2026-01-05T00:00:00.000Z","traits":{"email":"u9@x.io"}}),
+        );
         user.absorb(anon);
         assert_eq!(user.anonymous_ids, ["a9"]);
         assert_eq!(
@@ -240,5 +271,11 @@ mod tests {
         );
         assert_eq!(user.first_seen, "2026-01-01T00:00:00.000Z");
         assert_eq!(user.recent_events.len(), 2);
+        assert_eq!(user.recent_events[1].name.as_deref(), Some("Home"));
+        assert_eq!(
+            serde_json::to_value(&user.recent_events[1]).unwrap(),
+            json!({"type":"page","name":"Home","messageId":"p1","timestamp":"2026-01-01T00:00:00.000Z","source":"web"}),
+            "the API's shape of a recent event"
+        );
     }
 }

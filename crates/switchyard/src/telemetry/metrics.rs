@@ -24,6 +24,7 @@ pub struct Metrics {
     pub dedupe_keys: Gauge,
     pub dedupe_evicted_early: Gauge,
     pub backlog: Family<Labels, Gauge>,
+    pub profiles_backlog: Gauge,
     pub delivered: Family<Labels, Counter>,
     pub retries: Family<Labels, Counter>,
     pub dead_letters: Family<Labels, Counter>,
@@ -51,6 +52,7 @@ impl Metrics {
             dedupe_keys: Gauge::default(),
             dedupe_evicted_early: Gauge::default(),
             backlog: Family::default(),
+            profiles_backlog: Gauge::default(),
             delivered: Family::default(),
             retries: Family::default(),
             dead_letters: Family::default(),
@@ -107,6 +109,11 @@ impl Metrics {
             "destination_backlog_events",
             "Log records not yet consumed, by destination",
             m.backlog.clone(),
+        );
+        registry.register(
+            "profiles_backlog_events",
+            "Log records the profile store has not applied yet",
+            m.profiles_backlog.clone(),
         );
         registry.register(
             "destination_delivered",

@@ -27,8 +27,8 @@ async fn profile_when(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identify_alias_group_and_inline_traits_make_one_profile() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml =
-        config_yaml(dir.path(), "").replace("sources:", "storage: { profiles: true }\nsources:");
+    // Profiles are on by default.
+    let yaml = config_yaml(dir.path(), "");
     let app = TestApp::start_with(dir.path(), &yaml).await;
     let ts = |d: u32| format!("2026-11-{d:02}T10:00:00.000Z");
     let batch = json!({"batch": [
@@ -116,9 +116,11 @@ async fn identify_alias_group_and_inline_traits_make_one_profile() {
 }
 
 #[tokio::test]
-async fn the_profile_store_is_off_unless_configured() {
+async fn the_profile_store_can_be_switched_off() {
     let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::start(dir.path()).await;
+    let yaml =
+        config_yaml(dir.path(), "").replace("sources:", "storage: { profiles: false }\nsources:");
+    let app = TestApp::start_with(dir.path(), &yaml).await;
     let (status, body) = app.get("/api/v1/profiles/u1").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(

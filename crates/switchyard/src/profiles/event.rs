@@ -1,0 +1,216 @@
+//! What the profile store reads of an event: the ids, the type, the names, and the traits.
+//! Parsed straight from the log record's bytes, borrowing its strings; `properties` and the
+//! rest of `context` are skipped without being built, and traits are kept as raw JSON until a
+//! profile needs them. Measured: building a whole `Map` per event cost the server a fifth of
+//! its CPU under `/v1/track` load (BENCHMARKS.md, "Profiles").
+//!
+//! Every field is lenient: a value of an unexpected type reads as absent instead of failing
+//! the event, so one odd field never costs a profile its update.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// A string field, or nothing when the value is absent, empty or not a string.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Text<'a>(Option<Cow<'a, str>>);
+
+impl<'a> Text<'a> {
+    pub fn get(&self) -> Option<&str> {
+        self.0.as_deref().filter(|s| !s.is_empty())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(v))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_unit<E>(self) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Text<'de>, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Text<'de>, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+        }
+        let v: Text<'de> = d.deserialize_any(V)?;
+        Ok(v)
+    }
+}
+
+/// `context`, of which only `traits` is kept (the inline identification of seed 001).
+#[derive(Debug, Default)]
+pub struct Context<'a> {
+    traits: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Context<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Context<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Context<'de>, A::Error> {
+                let mut ctx = Context::default();
+                while let Some(key) = m.next_key::<Cow<'de, str>>()? {
+                    if key == "traits" {
+                        ctx.traits = Some(m.next_value()?);
+                    } else {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(ctx)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Context<'de>, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Context::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Context<'de>, E> {
+                Ok(Context::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Context<'de>, E> {
+                Ok(Context::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Context<'de>, E> {
+                Ok(Context::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Context<'de>, E> {
+                Ok(Context::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Context<'de>, E> {
+                Ok(Context::default())
+            }
+            fn visit_unit<E>(self) -> Result<Context<'de>, E> {
+                Ok(Context::default())
+            }
+        }
+        let v: Context<'de> = d.deserialize_any(V)?;
+        Ok(v)
+    }
+}
+
+/// The parts of a normalised event that change a profile.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileEvent<'a> {
+    #[serde(default, borrow, rename = "type")]
+    pub ty: Text<'a>,
+    #[serde(default, borrow)]
+    pub user_id: Text<'a>,
+    #[serde(default, borrow)]
+    pub anonymous_id: Text<'a>,
+    #[serde(default, borrow)]
+    pub previous_id: Text<'a>,
+    #[serde(default, borrow)]
+    pub group_id: Text<'a>,
+    #[serde(default, borrow)]
+    pub message_id: Text<'a>,
+    #[serde(default, borrow)]
+    pub timestamp: Text<'a>,
+    #[serde(default, borrow)]
+    pub event: Text<'a>,
+    #[serde(default, borrow)]
+    pub name: Text<'a>,
+    #[serde(default, borrow)]
+    traits: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    context: Context<'a>,
+}
+
+/// An object's members, or nothing when the raw JSON is not an object.
+fn object(raw: Option<&RawValue>) -> Option<Map<String, Value>> {
+    serde_json::from_str(raw?.get()).ok()
+}
+
+impl<'a> ProfileEvent<'a> {
+    /// Reads an event; `None` when the bytes are not JSON.
+    pub fn parse(bytes: &'a [u8]) -> Option<ProfileEvent<'a>> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    /// The top-level `traits` (identify, group), when an object.
+    pub fn traits(&self) -> Option<Map<String, Value>> {
+        object(self.traits)
+    }
+
+    /// `context.traits`, when an object.
+    pub fn context_traits(&self) -> Option<Map<String, Value>> {
+        object(self.context.traits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_ids_and_traits_and_skips_the_rest() {
+        let body = br#"{"type":"track","event":"Order \"Done\"","userId":"u1","anonymousId":"",
+            "properties":{"total":27.5,"items":[{"sku":"a"}]},
+            "context":{"ip":"1.2.3.4","traits":{"plan":"pro"},"library":{"name":"x"}},"timestamp":"2026-01-01T00:00:00.000Z"}"#;
+        let ev = ProfileEvent::parse(body).unwrap();
+        assert_eq!(ev.ty.get(), Some("track"));
+        assert_eq!(
+            ev.event.get(),
+            Some("Order \"Done\""),
+            "escaped strings are read"
+        );
+        assert_eq!(ev.user_id.get(), Some("u1"));
+        assert_eq!(ev.anonymous_id.get(), None, "an empty id is no id");
+        assert_eq!(ev.context_traits().unwrap()["plan"], "pro");
+        assert!(ev.traits().is_none());
+    }
+
+    #[test]
+    fn odd_types_read_as_absent_instead_of_failing() {
+        let body =
+            br#"{"type":"identify","userId":42,"name":{"a":[1]},"event":[1,2],"messageId":null,
+            "traits":[1],"context":"web","anonymousId":"a1"}"#;
+        let ev = ProfileEvent::parse(body).unwrap();
+        assert_eq!(
+            (ev.user_id.get(), ev.name.get(), ev.event.get()),
+            (None, None, None)
+        );
+        assert_eq!(ev.message_id.get(), None);
+        assert!(ev.traits().is_none() && ev.context_traits().is_none());
+        assert_eq!(ev.anonymous_id.get(), Some("a1"));
+        let array = ProfileEvent::parse(b"[1,2]");
+        assert!(array.is_none_or(|e| e.ty.get().is_none() && e.user_id.get().is_none()));
+        assert!(ProfileEvent::parse(b"{\"type\":").is_none());
+    }
+}
