@@ -5,10 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATE=${RATE:-10000}; DURATION=${DURATION:-10}; COUNT=${COUNT:-100000}
-TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p switchyard -p loadgen
-SY="$TARGET/release/switchyard"; LG="$TARGET/release/loadgen"
-WORK=$(mktemp -d /tmp/switchyard-e2e.XXXXXX)
+source bench/lib.sh
+bench_setup e2e
 PID=
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -26,8 +24,7 @@ destinations:
     mappings: [{ name: all, subscribe: 'type = "track"', url: "http://127.0.0.1:$3/in", batch_size: $2 }]
 YAML
   RUST_LOG=warn "$SY" serve --config "$WORK/$1.yaml" > /dev/null 2> "$WORK/$1.err" & PID=$!
-  for _ in $(seq 100); do curl -sf http://127.0.0.1:18291/readyz > /dev/null && return 0; sleep 0.1; done
-  cat "$WORK/$1.err"; exit 1
+  wait_ready 18291 "$WORK/$1.err"
 }
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
 e2e() { "$LG" e2e --url http://127.0.0.1:18291 --write-key wk_e2e "$@"; }

@@ -9,11 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 CONCURRENCY=${CONCURRENCY:-64}
-TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p switchyard -p loadgen
-SY="$TARGET/release/switchyard"
-LG="$TARGET/release/loadgen"
-WORK=$(mktemp -d /tmp/switchyard-fnbench.XXXXXX)
+source bench/lib.sh
+bench_setup fnbench
 PID=
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -32,8 +29,7 @@ destinations: []
 YAML
   RUST_LOG=warn "$SY" serve --config "$WORK/c.yaml" > "$WORK/out" 2> "$WORK/err" &
   PID=$!
-  for _ in $(seq 100); do curl -sf http://127.0.0.1:18191/readyz >/dev/null && return 0; sleep 0.1; done
-  cat "$WORK/err"; exit 1
+  wait_ready 18191 "$WORK/err"
 }
 lg() { "$LG" --url http://127.0.0.1:18191 --write-key wk_fnbench --concurrency "$CONCURRENCY" --duration "$DURATION" "$@"; }
 serve ""

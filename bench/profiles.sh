@@ -9,11 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
-TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p switchyard -p loadgen
-SY="$TARGET/release/switchyard"
-LG="$TARGET/release/loadgen"
-WORK=$(mktemp -d /tmp/switchyard-profiles.XXXXXX)
+source bench/lib.sh
+bench_setup profiles
 PID=
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -29,8 +26,7 @@ destinations: []
 YAML
   RUST_LOG=warn "$SY" serve --config "$WORK/c.yaml" > "$WORK/out" 2> "$WORK/err" &
   PID=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && return 0; sleep 0.1; done
-  echo "server did not start:"; cat "$WORK/err"; exit 1
+  wait_ready "$PORT" "$WORK/err"
 }
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
 backlog() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^switchyard_profiles_backlog_events/ {print $2}'; }

@@ -9,11 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 BACKLOG_EVENTS=${BACKLOG_EVENTS:-1000000}
-TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p switchyard -p loadgen
-SY="$TARGET/release/switchyard"
-LG="$TARGET/release/loadgen"
-WORK=$(mktemp -d /tmp/switchyard-bench.XXXXXX)
+source bench/lib.sh
+bench_setup bench
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -30,8 +27,7 @@ YAML
   RUST_LOG=warn "$SY" serve --config "$WORK/$name.yaml" "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
   PIDS+=($!)
   echo $! > "$WORK/$name.pid"
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return 0; sleep 0.1; done
-  echo "server $name did not start:"; cat "$WORK/$name.err"; exit 1
+  wait_ready "$port" "$WORK/$name.err"
 }
 stop() { kill "$(cat "$WORK/$1.pid")"; wait "$(cat "$WORK/$1.pid")" 2>/dev/null || true; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$(cat "$WORK/$1.pid")/status"; }

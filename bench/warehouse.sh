@@ -9,11 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${EVENTS:-1000000}
 PG=${PG_URL:-postgres://postgres@127.0.0.1:5432}
-TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p switchyard -p loadgen
-SY="$TARGET/release/switchyard"
-LG="$TARGET/release/loadgen"
-WORK=$(mktemp -d /tmp/switchyard-whbench.XXXXXX)
+source bench/lib.sh
+bench_setup whbench
 DB="sybench_$(date +%s)"
 PID=
 cleanup() {
@@ -33,8 +30,7 @@ destinations: $1
 YAML
   RUST_LOG=${BENCH_LOG:-warn} "$SY" serve --config "$WORK/c.yaml" > "$WORK/out" 2> "$WORK/err" &
   PID=$!
-  for _ in $(seq 100); do curl -sf http://127.0.0.1:18195/readyz >/dev/null && return 0; sleep 0.1; done
-  cat "$WORK/err"; exit 1
+  wait_ready 18195 "$WORK/err"
 }
 now() { date +%s.%N; }
 

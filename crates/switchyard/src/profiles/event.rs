@@ -15,6 +15,32 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+/// The visitor methods for the JSON values a lenient field does not want: each reads as the
+/// field's default (absent), an array's elements skipped unbuilt.
+macro_rules! absent_otherwise {
+    ($t:ty) => {
+        fn visit_bool<E>(self, _: bool) -> Result<$t, E> {
+            Ok(<$t>::default())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<$t, E> {
+            Ok(<$t>::default())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<$t, E> {
+            Ok(<$t>::default())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<$t, E> {
+            Ok(<$t>::default())
+        }
+        fn visit_unit<E>(self) -> Result<$t, E> {
+            Ok(<$t>::default())
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<$t, A::Error> {
+            while s.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(<$t>::default())
+        }
+    };
+}
+
 /// A string field, or nothing when the value is absent, empty or not a string.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Text<'a>(Option<Cow<'a, str>>);
@@ -42,29 +68,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
             fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
                 Ok(Text(Some(Cow::Owned(v))))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_unit<E>(self) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Text<'de>, A::Error> {
-                while s.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Text(None))
-            }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Text<'de>, A::Error> {
                 while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Text(None))
             }
+            absent_otherwise!(Text<'de>);
         }
         let v: Text<'de> = d.deserialize_any(V)?;
         Ok(v)
@@ -96,28 +104,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Context<'a> {
                 }
                 Ok(ctx)
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Context<'de>, A::Error> {
-                while s.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Context::default())
-            }
             fn visit_str<E>(self, _: &str) -> Result<Context<'de>, E> {
                 Ok(Context::default())
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Context<'de>, E> {
-                Ok(Context::default())
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Context<'de>, E> {
-                Ok(Context::default())
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Context<'de>, E> {
-                Ok(Context::default())
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Context<'de>, E> {
-                Ok(Context::default())
-            }
-            fn visit_unit<E>(self) -> Result<Context<'de>, E> {
-                Ok(Context::default())
-            }
+            absent_otherwise!(Context<'de>);
         }
         let v: Context<'de> = d.deserialize_any(V)?;
         Ok(v)
@@ -176,6 +166,8 @@ impl<'a> ProfileEvent<'a> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -212,5 +204,47 @@ mod tests {
         let array = ProfileEvent::parse(b"[1,2]");
         assert!(array.is_none_or(|e| e.ty.get().is_none() && e.user_id.get().is_none()));
         assert!(ProfileEvent::parse(b"{\"type\":").is_none());
+    }
+
+    /// Any JSON value, a few levels deep.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map("[a-zA-Z]{1,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever the event's fields hold, the reader agrees with a full parse: a field is
+        /// there exactly when it is a non-empty string, and traits exactly when an object.
+        #[test]
+        fn agrees_with_a_full_parse(user in json(), ty in json(), traits in json(), ctx in json(), props in json()) {
+            let text = serde_json::json!({"type": ty, "userId": user, "traits": traits, "context": ctx, "properties": props}).to_string();
+            let ev: Value = serde_json::from_str(&text).unwrap();
+            let got = ProfileEvent::parse(text.as_bytes()).expect("an object always reads");
+            let want = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+            prop_assert_eq!(got.user_id.get().map(str::to_owned), want(&ev["userId"]));
+            prop_assert_eq!(got.ty.get().map(str::to_owned), want(&ev["type"]));
+            prop_assert_eq!(got.traits(), ev["traits"].as_object().cloned());
+            prop_assert_eq!(got.context_traits(), ev["context"]["traits"].as_object().cloned());
+        }
+
+        /// Any bytes at all: no panic.
+        #[test]
+        fn never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = ProfileEvent::parse(&bytes).map(|e| (e.traits(), e.context_traits()));
+        }
     }
 }
