@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use crate::delivery::store::{Attempt, DeadLetter};
+use crate::delivery::store::{Attempt, DeadLetter, DeliveryStore, StoreError};
 use crate::redact;
 use crate::state::AppState;
 
@@ -51,7 +51,7 @@ fn dead_letter_view(d: &DeadLetter) -> Value {
 }
 
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::delivery::store::StoreError> + Send + 'static,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
@@ -64,15 +64,8 @@ pub async fn deliveries(
     Path(id): Path<String>,
     Query(p): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    known(&state, &id)?;
-    let (l, before, store) = (super::page_limit(p.limit)?, p.before, state.store.clone());
-    let list = blocking(move || store.attempts(&id, l, before)).await?;
-    let next = (list.len() == l)
-        .then(|| list.last().map(|a| a.id))
-        .flatten();
-    Ok(Json(
-        json!({"deliveries": list.iter().map(attempt_view).collect::<Vec<_>>(), "next": next}),
-    ))
+    let fetch = |s: &DeliveryStore, id: &str, l, before| s.attempts(id, l, before);
+    page(&state, id, p, "deliveries", fetch, |a| a.id, attempt_view).await
 }
 
 pub async fn dead_letters(
@@ -80,15 +73,38 @@ pub async fn dead_letters(
     Path(id): Path<String>,
     Query(p): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    known(&state, &id)?;
+    let fetch = |s: &DeliveryStore, id: &str, l, before| s.dead_letters(id, l, before);
+    page(
+        &state,
+        id,
+        p,
+        "dead_letters",
+        fetch,
+        |d| d.delivery.id,
+        dead_letter_view,
+    )
+    .await
+}
+
+/// One page of a destination's list under `key`, newest first, with `next`: the `before` of
+/// the page after it, when this one was full.
+async fn page<T: Send + 'static>(
+    state: &AppState,
+    id: String,
+    p: Page,
+    key: &str,
+    fetch: impl FnOnce(&DeliveryStore, &str, usize, Option<u64>) -> Result<Vec<T>, StoreError>
+    + Send
+    + 'static,
+    id_of: fn(&T) -> u64,
+    view: fn(&T) -> Value,
+) -> Result<Json<Value>, ApiError> {
+    known(state, &id)?;
     let (l, before, store) = (super::page_limit(p.limit)?, p.before, state.store.clone());
-    let list = blocking(move || store.dead_letters(&id, l, before)).await?;
-    let next = (list.len() == l)
-        .then(|| list.last().map(|d| d.delivery.id))
-        .flatten();
-    Ok(Json(
-        json!({"dead_letters": list.iter().map(dead_letter_view).collect::<Vec<_>>(), "next": next}),
-    ))
+    let list = blocking(move || fetch(&store, &id, l, before)).await?;
+    let next = (list.len() == l).then(|| list.last().map(id_of)).flatten();
+    let items: Vec<Value> = list.iter().map(view).collect();
+    Ok(Json(json!({key: items, "next": next})))
 }
 
 #[derive(Deserialize, Default)]
