@@ -36,7 +36,7 @@ use crate::telemetry::metrics;
 pub struct Webhooks {
     pub pool: Pool,
     pub logs: FunctionLogs,
-    pub store: store::WebhookStore,
+    pub store: std::sync::Arc<store::WebhookStore>,
     pub guard: idempotency::Guard,
 }
 
@@ -70,7 +70,7 @@ impl Webhooks {
         Ok(Webhooks {
             pool,
             logs,
-            store,
+            store: std::sync::Arc::new(store),
             guard,
         })
     }

@@ -92,6 +92,9 @@ fn dead(state: &AppState, r: &StoredRequest) -> Result<(), ApiError> {
         .map_err(|e| ApiError::internal("storage_error", e))
 }
 
+/// Stored retries taken per tick at most; the rest wait for the next.
+const DUE_PER_TICK: usize = 256;
+
 /// Re-runs due requests until cancelled.
 pub async fn run(state: AppState, cancel: CancellationToken) {
     let tick = (state.config.functions.retry.initial / 4)
@@ -101,13 +104,14 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(tick) => {}
         }
-        let now = crate::event::now_ms();
-        let due: Vec<StoredRequest> = match state.webhooks.store.retries() {
-            Ok(all) => all.into_iter().filter(|r| r.next_ms <= now).collect(),
-            Err(error) => {
+        let (store, now) = (state.webhooks.store.clone(), crate::event::now_ms());
+        let due = match tokio::task::spawn_blocking(move || store.due(now, DUE_PER_TICK)).await {
+            Ok(Ok(due)) => due,
+            Ok(Err(error)) => {
                 tracing::error!(%error, "cannot read function retries");
                 continue;
             }
+            Err(_) => return,
         };
         for r in due {
             if cancel.is_cancelled() {

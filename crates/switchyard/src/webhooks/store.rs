@@ -3,13 +3,17 @@
 
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Idempotency key hash → expiry (unix ms).
 const KEYS: TableDefinition<&[u8], i64> = TableDefinition::new("idempotency");
 const RETRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("function_retries");
+/// `(next_ms, id)` of every stored retry: the re-run loop reads only what is due.
+const DUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("function_retries_due");
 const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("function_dead_letters");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -22,6 +26,20 @@ pub struct StoreError(String);
 
 fn e(err: impl std::fmt::Display) -> StoreError {
     StoreError(err.to_string())
+}
+
+/// Removes a stored retry and its due entry, if there is one.
+fn unschedule(txn: &redb::WriteTransaction, id: u64) -> Result<(), StoreError> {
+    let mut retries = txn.open_table(RETRIES).map_err(e)?;
+    let old = retries.remove(id).map_err(e)?;
+    let Some(old) = old else { return Ok(()) };
+    let r: StoredRequest = serde_json::from_slice(old.value()).map_err(e)?;
+    drop(old);
+    txn.open_table(DUE)
+        .map_err(e)?
+        .remove((r.next_ms, id))
+        .map_err(e)?;
+    Ok(())
 }
 
 /// A webhook request kept for a later function run. Secret-bearing headers are dropped
@@ -50,9 +68,20 @@ impl WebhookStore {
         let db = Database::create(path).map_err(e)?;
         let txn = db.begin_write().map_err(e)?;
         txn.open_table(KEYS).map_err(e)?;
-        txn.open_table(RETRIES).map_err(e)?;
         txn.open_table(DEAD).map_err(e)?;
         txn.open_table(META).map_err(e)?;
+        {
+            // Retries stored before the due index existed are indexed once.
+            let retries = txn.open_table(RETRIES).map_err(e)?;
+            let mut due = txn.open_table(DUE).map_err(e)?;
+            if due.is_empty().map_err(e)? {
+                for row in retries.iter().map_err(e)? {
+                    let (id, v) = row.map_err(e)?;
+                    let r: StoredRequest = serde_json::from_slice(v.value()).map_err(e)?;
+                    due.insert((r.next_ms, id.value()), ()).map_err(e)?;
+                }
+            }
+        }
         txn.commit().map_err(e)?;
         Ok(WebhookStore { db })
     }
@@ -105,10 +134,15 @@ impl WebhookStore {
                 meta.insert("request", id + 1).map_err(e)?;
                 r.id = id;
             }
+            unschedule(&txn, r.id)?;
             let bytes = serde_json::to_vec(r).map_err(e)?;
             txn.open_table(RETRIES)
                 .map_err(e)?
                 .insert(r.id, bytes.as_slice())
+                .map_err(e)?;
+            txn.open_table(DUE)
+                .map_err(e)?
+                .insert((r.next_ms, r.id), ())
                 .map_err(e)?;
         }
         txn.commit().map_err(e)
@@ -116,17 +150,21 @@ impl WebhookStore {
 
     pub fn remove_retry(&self, id: u64) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(e)?;
-        txn.open_table(RETRIES).map_err(e)?.remove(id).map_err(e)?;
+        unschedule(&txn, id)?;
         txn.commit().map_err(e)
     }
 
-    pub fn retries(&self) -> Result<Vec<StoredRequest>, StoreError> {
+    /// Up to `limit` stored retries due at `now_ms`, the longest-waiting first.
+    pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<StoredRequest>, StoreError> {
         let txn = self.db.begin_read().map_err(e)?;
-        let t = txn.open_table(RETRIES).map_err(e)?;
+        let due = txn.open_table(DUE).map_err(e)?;
+        let retries = txn.open_table(RETRIES).map_err(e)?;
         let mut out = Vec::new();
-        for row in t.iter().map_err(e)? {
-            let (_, v) = row.map_err(e)?;
-            out.push(serde_json::from_slice(v.value()).map_err(e)?);
+        for row in due.range(..=(now_ms, u64::MAX)).map_err(e)?.take(limit) {
+            let (k, _) = row.map_err(e)?;
+            if let Some(v) = retries.get(k.value().1).map_err(e)? {
+                out.push(serde_json::from_slice(v.value()).map_err(e)?);
+            }
         }
         Ok(out)
     }
@@ -135,10 +173,7 @@ impl WebhookStore {
     pub fn dead_letter(&self, r: &StoredRequest) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(e)?;
         {
-            txn.open_table(RETRIES)
-                .map_err(e)?
-                .remove(r.id)
-                .map_err(e)?;
+            unschedule(&txn, r.id)?;
             let mut dead = txn.open_table(DEAD).map_err(e)?;
             let bytes = serde_json::to_vec(r).map_err(e)?;
             dead.insert((r.source.as_str(), r.id), bytes.as_slice())
@@ -181,5 +216,65 @@ impl WebhookStore {
             out.push(serde_json::from_slice(v.value()).map_err(e)?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(source: &str, next_ms: i64) -> StoredRequest {
+        StoredRequest {
+            id: 0,
+            source: source.to_owned(),
+            body: "{}".to_owned(),
+            headers: Vec::new(),
+            url: "/webhooks/x".to_owned(),
+            received_ms: 0,
+            attempts: 1,
+            next_ms,
+            last_error: String::new(),
+        }
+    }
+
+    fn due_ids(store: &WebhookStore, now: i64) -> Vec<u64> {
+        store
+            .due(now, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    }
+
+    #[test]
+    fn only_due_retries_are_read_and_the_index_follows_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = WebhookStore::open(&dir.path().join("w.redb")).unwrap();
+        let (mut a, mut b, mut c) = (request("s", 300), request("s", 100), request("s", 200));
+        for r in [&mut a, &mut b, &mut c] {
+            store.put_retry(r).unwrap();
+        }
+        assert_eq!(due_ids(&store, 50), Vec::<u64>::new());
+        assert_eq!(
+            due_ids(&store, 250),
+            [b.id, c.id],
+            "the longest-waiting first"
+        );
+        b.next_ms = 1000;
+        store.put_retry(&mut b).unwrap();
+        assert_eq!(
+            due_ids(&store, 250),
+            [c.id],
+            "a rescheduled retry leaves its old slot"
+        );
+        store.remove_retry(c.id).unwrap();
+        store.dead_letter(&a).unwrap();
+        assert_eq!(due_ids(&store, 500), Vec::<u64>::new());
+        assert_eq!(due_ids(&store, 1000), [b.id]);
+        assert_eq!(store.dead_letters("s", 10).unwrap()[0].id, a.id);
+        drop(store);
+        let store = WebhookStore::open(&dir.path().join("w.redb")).unwrap();
+        assert_eq!(due_ids(&store, 1000), [b.id], "kept across a restart");
+        assert_eq!(store.due(i64::MAX, 0).unwrap().len(), 0, "the limit holds");
     }
 }
