@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use crate::log::record::{Kind, Record};
 
@@ -87,10 +89,18 @@ impl RecentEvent {
     }
 }
 
+/// Events a live subscriber may fall behind by before it is told how many it missed.
+pub const LIVE_BUFFER: usize = 4096;
+
 pub struct RecentStore {
     capacity: usize,
     next_id: AtomicU64,
     per_source: HashMap<String, Mutex<VecDeque<RecentEvent>>>,
+    /// Every event as it is recorded, for `GET /api/v1/stream`; cloned only while someone
+    /// listens.
+    live: broadcast::Sender<Arc<RecentEvent>>,
+    /// Cancelled when the server drains, which ends the live streams.
+    closed: CancellationToken,
 }
 
 impl RecentStore {
@@ -103,7 +113,19 @@ impl RecentStore {
             capacity: capacity.max(1),
             next_id: AtomicU64::new(1),
             per_source,
+            live: broadcast::channel(LIVE_BUFFER).0,
+            closed: CancellationToken::new(),
         }
+    }
+
+    /// A live feed of every event from now on, and the token that ends it at shutdown.
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<RecentEvent>>, CancellationToken) {
+        (self.live.subscribe(), self.closed.clone())
+    }
+
+    /// Ends the live feeds (the server is draining).
+    pub fn close(&self) {
+        self.closed.cancel();
     }
 
     pub fn has_source(&self, id: &str) -> bool {
@@ -124,9 +146,17 @@ impl RecentStore {
         let n = events.len();
         let first_id = self.next_id.fetch_add(n as u64, Ordering::Relaxed);
         let skip = n.saturating_sub(self.capacity);
+        let live = self.live.receiver_count() > 0;
         let mut ring = ring.lock().unwrap_or_else(|p| p.into_inner());
-        for (i, mut ev) in events.enumerate().skip(skip) {
+        for (i, mut ev) in events.enumerate() {
             ev.id = first_id + i as u64;
+            if live {
+                // Err only when the last subscriber left meanwhile.
+                let _ = self.live.send(Arc::new(ev.clone()));
+            }
+            if i < skip {
+                continue;
+            }
             if ring.len() == self.capacity {
                 ring.pop_front();
             }
@@ -232,5 +262,32 @@ mod tests {
             rejected[0].view().reason,
             Some("no_user_anon_id: needs an id")
         );
+    }
+
+    #[test]
+    fn the_live_feed_gets_a_whole_batch_even_past_the_ring() {
+        let store = RecentStore::new(["web"], 3);
+        store.push(rec("web", Kind::Accepted, "before"));
+        let (mut rx, closed) = store.subscribe();
+        let batch: Vec<_> = (0..5)
+            .map(|i| rec("web", Kind::Accepted, &format!("b{i}")))
+            .collect();
+        store.push_all("web", batch.into_iter());
+        let got: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| e.message_id.clone())
+            .collect();
+        assert_eq!(
+            got,
+            ["b0", "b1", "b2", "b3", "b4"],
+            "from the subscription on"
+        );
+        assert_eq!(
+            store.page("web", 10, None, None).0.len(),
+            3,
+            "the ring stays bounded"
+        );
+        assert!(!closed.is_cancelled());
+        store.close();
+        assert!(closed.is_cancelled(), "draining ends the feeds");
     }
 }

@@ -92,6 +92,9 @@ impl AppState {
 
     pub fn set_phase(&self, p: Phase) {
         self.phase.store(p as u8, Ordering::Release);
+        if p == Phase::Draining {
+            self.recent.close();
+        }
     }
 
     /// Ingest answers 503 while starting or draining.

@@ -8,6 +8,7 @@ mod error;
 mod functions;
 mod lineage;
 mod profiles;
+mod stream;
 
 use axum::Router;
 use axum::http::Method;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/sources/{id}/test-function",
             post(functions::test_function),
         )
+        .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/profiles", get(profiles::find))
         .route("/api/v1/profiles/{id}", get(profiles::one))
         .route("/api/v1/inspect", get(admin::inspect))

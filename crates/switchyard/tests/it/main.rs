@@ -14,6 +14,7 @@ mod receiver;
 mod sdk;
 mod signing;
 mod sources;
+mod stream;
 mod warehouse;
 mod webhook;
 mod webhook_in;
