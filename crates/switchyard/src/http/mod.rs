@@ -7,6 +7,7 @@ mod destinations;
 mod error;
 mod functions;
 mod lineage;
+mod openapi;
 mod profiles;
 mod stream;
 
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/sources/{id}/test-function",
             post(functions::test_function),
         )
+        .route("/api/v1/openapi.json", get(openapi::openapi))
         .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/profiles", get(profiles::find))
         .route("/api/v1/profiles/{id}", get(profiles::one))

@@ -286,3 +286,16 @@ async fn test_mapping_api_answers_like_the_cli() {
     assert!(got["error"].as_str().unwrap().contains("dangling"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    let (status, doc) = app.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let errors = &doc["components"]["schemas"]["Error"]["required"];
+    assert_eq!(errors, &serde_json::json!(["error", "code", "message"]));
+    assert!(doc["paths"]["/api/v1/stream"]["get"].is_object());
+    app.stop().await;
+}
