@@ -1,7 +1,8 @@
 //! The profile store (issue 5): one profile per person in `data_dir/profiles.redb`, kept in
-//! sync by a task that reads every accepted event from the log (its position is stored in
-//! the same transaction as the profiles it changed, so a restart neither skips nor repeats
-//! an event). `model.rs` holds what an event does to a profile; `store.rs` the tables:
+//! sync by a thread of its own (at nice 10) that reads every accepted event from the log (its
+//! position is stored in the same transaction as the profiles it changed, so a restart
+//! neither skips nor repeats an event). `event.rs` reads the few fields a profile needs;
+//! `model.rs` holds what an event does to a profile; `store.rs` the tables:
 //! `profiles` (key → JSON), `links` (`user:<id>` / `anon:<id>` → key), `traits`
 //! (`name \0 value \0 key`, for lookups by trait) and `recency` (`last_seen \0 key`: past
 //! `MAX_PROFILES`, the least recently seen profiles are evicted).
@@ -130,6 +131,8 @@ fn follow(
                 // synced transaction, and profiles may lag ingest by this much.
                 let small = next.next_seq.saturating_sub(state.next_seq) < STEP_EVENTS as u64 / 2;
                 state = next;
+                let committed_seq = committed.borrow().next_seq;
+                backlog.set(committed_seq.saturating_sub(state.next_seq) as i64);
                 if small && !pause(GATHER) {
                     return;
                 }

@@ -82,6 +82,20 @@ async fn identify_alias_group_and_inline_traits_make_one_profile() {
         .map(|e| e["messageId"].as_str().unwrap())
         .collect();
     assert_eq!(recent, ["g-1", "a-1", "t-1", "i-1", "i-0", "p-1"]);
+    // The store's lag is visible, and it is nothing once caught up.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, metrics) = app.get("/metrics").await;
+        let metrics = metrics.as_str().unwrap_or_default().to_owned();
+        if metrics
+            .lines()
+            .any(|l| l == "switchyard_profiles_backlog_events 0")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Every identity leads to the same profile; a trait finds it too.
     for id in ["anon-1", "anon-2", "old-id"] {
         let (status, q) = app.get(&format!("/api/v1/profiles/{id}")).await;
