@@ -85,8 +85,11 @@ pub async fn run_with_clock(
     let shutdown_timeout = config.server.shutdown_timeout;
     let webhooks = Webhooks::open(&config, client)?;
     let profiles = Arc::new(
-        crate::profiles::ProfileStore::open(&data_dir.join("profiles.redb"))
-            .context("cannot open the profile store")?,
+        crate::profiles::ProfileStore::open_with_cap(
+            &data_dir.join("profiles.redb"),
+            config.storage.max_profiles,
+        )
+        .context("cannot open the profile store")?,
     );
     let (log_dir, committed) = (log.dir().to_path_buf(), log.committed());
     let state = AppState::new(Parts {

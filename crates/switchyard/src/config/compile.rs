@@ -266,8 +266,16 @@ fn compile_storage(cx: &mut Cx, v: Option<&Value>) -> StorageConfig {
         }
     }
     let retention = raw.retention.unwrap_or_default();
+    let max_profiles = raw.max_profiles.unwrap_or(crate::profiles::MAX_PROFILES);
+    if max_profiles == 0 {
+        cx.err(
+            "storage.max_profiles",
+            "must be at least 1 (set storage.profiles: false to keep none)",
+        );
+    }
     let storage = StorageConfig {
         profiles: raw.profiles.unwrap_or(true),
+        max_profiles,
         retention_max_age: cx.duration(
             &retention.max_age,
             Duration::from_secs(7 * 86_400),

@@ -97,6 +97,8 @@ pub struct ServerConfig {
 pub struct StorageConfig {
     /// Whether the profile store is kept (`storage.profiles`).
     pub profiles: bool,
+    /// Profiles kept at most (`storage.max_profiles`).
+    pub max_profiles: u64,
     pub retention_max_age: Duration,
     pub retention_max_bytes: u64,
     pub segment_bytes: u64,

@@ -40,8 +40,10 @@ pub struct RawStorage {
     pub commit_window: Option<Scalar>,
     /// Bytes that may wait for the writer before ingest answers 429 (default 64MiB).
     pub queue_bytes: Option<Scalar>,
-    /// Keep the profile store (default false in this build: it costs ingest throughput).
+    /// Keep the profile store (default true).
     pub profiles: Option<bool>,
+    /// Profiles kept at most; past it the least recently seen are evicted (default 5,000,000).
+    pub max_profiles: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,7 +11,7 @@ fn a_full_valid_config() {
     let (c, problems) = compile(
         r#"
 server: { listen: 127.0.0.1:9000, data_dir: /tmp/sy, shutdown_timeout: 5s, recent_events: 50 }
-storage: { retention: { max_age: 2d, max_bytes: 1GiB }, commit_window: 2ms }
+storage: { retention: { max_age: 2d, max_bytes: 1GiB }, commit_window: 2ms, max_profiles: 1000 }
 dedupe: { window: 1h30m, max_keys: 1000 }
 sources:
   - id: web
@@ -29,6 +29,8 @@ destinations:
     let c = c.expect("compiles");
     assert_eq!(c.server.listen.port(), 9000);
     assert_eq!(c.dedupe.window, Duration::from_secs(5400));
+    assert!(c.storage.profiles, "profiles are on by default");
+    assert_eq!(c.storage.max_profiles, 1000);
     assert_eq!(
         c.write_keys.get("wk_from_env"),
         Some(&("web".to_owned(), "production".to_owned()))
@@ -63,6 +65,7 @@ fn every_error_is_reported_with_its_path() {
         r#"
 server: { listen: "nope", shutdown_timeout: 10, bogus: 1, egress_allow: ["127.0.0.1:9000", "nonsense"] }
 dedupe: { window: 5x }
+storage: { max_profiles: 0 }
 extra: true
 sources:
   - id: Web
@@ -91,6 +94,7 @@ destinations:
         "error server.bogus unknown field",
         "error server.egress_allow[1] \"nonsense\": expected a CIDR or host:port",
         "error dedupe.window invalid duration",
+        "error storage.max_profiles must be at least 1",
         "error sources[Web].id id \"Web\" must match",
         "error sources[Web].write_keys.production environment variable UNSET is not set",
         "error sources[app].type unknown source type \"carrier_pigeon\"",

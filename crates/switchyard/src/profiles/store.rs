@@ -23,7 +23,8 @@ const TRAITS: TableDefinition<&str, u8> = TableDefinition::new("traits");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// `last_seen \0 key`: the order in which profiles are evicted past the cap.
 const RECENCY: TableDefinition<&str, u8> = TableDefinition::new("recency");
-/// Profiles kept at most; past this the least recently seen are evicted.
+/// Profiles kept at most by default (`storage.max_profiles`); past it the least recently seen
+/// are evicted.
 pub const MAX_PROFILES: u64 = 5_000_000;
 /// Longest trait value indexed for lookups.
 const MAX_INDEXED: usize = 256;
