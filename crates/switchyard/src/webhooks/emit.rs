@@ -6,6 +6,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use super::idempotency::{Claim, Claimed, Guard};
 use crate::event::RequestContext;
 use crate::http::ApiError;
 use crate::ingest;
@@ -120,15 +121,17 @@ pub fn parse_pass_through(body: &[u8]) -> Result<PassThrough<'_>, ApiError> {
     })
 }
 
-/// Idempotency for passed-through events: an accepted entry whose key was seen becomes a
-/// duplicate. Returns the keys of the entries still accepted, to record once durable.
-pub fn apply_idempotency(
+/// Idempotency for passed-through events: an accepted entry whose key succeeded before
+/// becomes a duplicate. Returns the claims of the entries still accepted, to `succeed` once
+/// durable; `None` (every claim released) when a key is held by a request running now.
+pub fn apply_idempotency<'g>(
     entries: &mut [Entry],
     path: &[String],
-    seen: impl Fn(&super::idempotency::KeyHash) -> bool,
-) -> Vec<super::idempotency::KeyHash> {
+    guard: &'g Guard,
+    now_ms: i64,
+) -> Option<Vec<Claimed<'g>>> {
     use super::idempotency::{Key, hash, lookup};
-    let mut keys = Vec::new();
+    let mut claims = Vec::new();
     for e in entries.iter_mut().filter(|e| e.kind == Kind::Accepted) {
         let Ok(v) = serde_json::from_slice::<Value>(&e.body) else {
             continue;
@@ -137,13 +140,16 @@ pub fn apply_idempotency(
         match lookup(&v, path) {
             Key::Found(k) => {
                 let h = hash(&e.source, &e.environment, kind, &k);
-                if seen(&h) {
-                    e.kind = Kind::Duplicate;
-                    e.reason = format!(
-                        "idempotent: key {k:?} already succeeded within the idempotency window"
-                    );
-                } else {
-                    keys.push(h);
+                match guard.claim(h, now_ms) {
+                    Claim::Mine(c) => claims.push(c),
+                    // Claims taken so far are dropped, which releases them.
+                    Claim::Busy => return None,
+                    Claim::Done => {
+                        e.kind = Kind::Duplicate;
+                        e.reason = format!(
+                            "idempotent: key {k:?} already succeeded within the idempotency window"
+                        );
+                    }
                 }
             }
             Key::Absent => {}
@@ -152,7 +158,7 @@ pub fn apply_idempotency(
             }
         }
     }
-    keys
+    Some(claims)
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Knock-style idempotency (reference §6.1). A key is scoped by source, environment and
 //! event type; only successful executions are recorded; a replay inside the window is
 //! answered 2xx and does nothing. Keys live in memory (bounded) and are saved to
-//! `webhooks.redb` about once a second, so a restart keeps them.
+//! `webhooks.redb` about once a second, so a restart keeps them. A key is claimed while its
+//! request runs: a second request with the same key meanwhile is answered 409 with
+//! `Retry-After`, instead of running twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use serde_json::Value;
@@ -22,6 +24,39 @@ pub type KeyHash = [u8; 16];
 pub struct Guard {
     seen: Mutex<HashMap<KeyHash, i64>>,
     unsaved: Mutex<Vec<(KeyHash, i64)>>,
+    /// Keys whose request is running now.
+    running: Mutex<HashSet<KeyHash>>,
+}
+
+/// What `Guard::claim` found.
+pub enum Claim<'g> {
+    /// The key succeeded within its window: a replay.
+    Done,
+    /// A request with this key is running now.
+    Busy,
+    /// Ours until dropped; `succeed` records it.
+    Mine(Claimed<'g>),
+}
+
+/// A key held while its request runs; dropping it without `succeed` lets the key be tried
+/// again.
+pub struct Claimed<'g> {
+    guard: &'g Guard,
+    key: KeyHash,
+}
+
+impl Claimed<'_> {
+    /// Records the successful execution (the key is then a replay until `expires_ms`).
+    pub fn succeed(self, expires_ms: i64) {
+        self.guard.record(self.key, expires_ms);
+    }
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        let mut running = self.guard.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.remove(&self.key);
+    }
 }
 
 /// What the key path found in a payload.
@@ -67,13 +102,22 @@ impl Guard {
         Ok(Guard {
             seen: Mutex::new(seen),
             unsaved: Mutex::new(Vec::new()),
+            running: Mutex::new(HashSet::new()),
         })
     }
 
-    /// Whether `key` succeeded before and has not expired.
-    pub fn seen(&self, key: &KeyHash, now_ms: i64) -> bool {
+    /// Claims `key` for a request about to run (see `Claim`).
+    pub fn claim(&self, key: KeyHash, now_ms: i64) -> Claim<'_> {
+        // Lock order: `seen`, then `running`; `record` and `Claimed::drop` take one each.
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.get(key).is_some_and(|exp| *exp > now_ms)
+        if seen.get(&key).is_some_and(|exp| *exp > now_ms) {
+            return Claim::Done;
+        }
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if !running.insert(key) {
+            return Claim::Busy;
+        }
+        Claim::Mine(Claimed { guard: self, key })
     }
 
     /// Records a successful execution.
@@ -131,25 +175,52 @@ mod tests {
         );
     }
 
+    /// Whether `key` is a replay at `now` (a claim that is not kept).
+    fn done(g: &Guard, k: KeyHash, now: i64) -> bool {
+        matches!(g.claim(k, now), Claim::Done)
+    }
+
+    #[test]
+    fn a_key_is_held_while_its_request_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = WebhookStore::open(&dir.path().join("w.redb")).unwrap();
+        let g = Guard::load(&store, 0).unwrap();
+        let k = hash("s", "e", "request", "k1");
+        let Claim::Mine(first) = g.claim(k, 0) else {
+            panic!("a new key is ours")
+        };
+        assert!(matches!(g.claim(k, 0), Claim::Busy), "held while it runs");
+        drop(first);
+        let Claim::Mine(again) = g.claim(k, 0) else {
+            panic!("a failed run lets the key be tried again")
+        };
+        again.succeed(1_000);
+        assert!(done(&g, k, 10), "then it is a replay");
+        assert!(
+            matches!(g.claim(k, 1_000), Claim::Mine(_)),
+            "until its window ends"
+        );
+    }
+
     #[test]
     fn window_and_persistence() {
         let dir = tempfile::tempdir().unwrap();
         let store = WebhookStore::open(&dir.path().join("w.redb")).unwrap();
         let g = Guard::load(&store, 0).unwrap();
         let k = hash("s", "e", "track", "k1");
-        assert!(!g.seen(&k, 100));
+        assert!(!done(&g, k, 100));
         g.record(k, 1_000);
         assert!(
-            g.seen(&k, 999) && !g.seen(&k, 1_000),
+            done(&g, k, 999) && !done(&g, k, 1_000),
             "expires at the window's end"
         );
         g.save(&store, 100, false);
         drop(g);
         let again = Guard::load(&store, 500).unwrap();
-        assert!(again.seen(&k, 500), "keys survive a restart");
+        assert!(done(&again, k, 500), "keys survive a restart");
         again.save(&store, 2_000, true);
         assert!(
-            !Guard::load(&store, 0).unwrap().seen(&k, 0),
+            !done(&Guard::load(&store, 0).unwrap(), k, 0),
             "expired keys are pruned"
         );
     }

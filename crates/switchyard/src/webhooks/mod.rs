@@ -31,6 +31,7 @@ use crate::ingest;
 use crate::log::record::{Entry, Kind};
 use crate::state::AppState;
 use crate::telemetry::metrics;
+use idempotency::Claim;
 
 /// Everything webhook sources share: the function pool and log, and the durable state.
 pub struct Webhooks {
@@ -205,16 +206,19 @@ async fn run_function(
         .idempotency
         .as_ref()
         .and_then(|i| request_key(call, &i.key, body));
-    if let Some(k) = &key
-        && webhooks.guard.seen(k, now)
-    {
-        call.show(
-            Kind::Duplicate,
-            "idempotent: this request already succeeded within the idempotency window".into(),
-            body,
-        );
-        return Ok(Json(json!({"success": true, "duplicate": true})).into_response());
-    }
+    let claimed = match key.map(|k| webhooks.guard.claim(k, now)) {
+        None => None,
+        Some(Claim::Mine(c)) => Some(c),
+        Some(Claim::Busy) => return Err(in_progress()),
+        Some(Claim::Done) => {
+            call.show(
+                Kind::Duplicate,
+                "idempotent: this request already succeeded within the idempotency window".into(),
+                body,
+            );
+            return Ok(Json(json!({"success": true, "duplicate": true})).into_response());
+        }
+    };
     let outcome = webhooks
         .pool
         .run(call.id, req.clone())
@@ -224,13 +228,25 @@ async fn run_function(
     match outcome.error.as_ref().map(|e| e.kind) {
         None => {
             let n = emitted.unwrap_or(0);
-            if let (Some(k), Some(i)) = (key, &call.src.idempotency) {
-                webhooks.guard.record(k, now + i.window.as_millis() as i64);
+            if let (Some(c), Some(i)) = (claimed, &call.src.idempotency) {
+                c.succeed(now + i.window.as_millis() as i64);
             }
             Ok(Json(json!({"success": true, "emitted": n})).into_response())
         }
         Some(ErrorKind::Retry) => retry::store_first(call, &req, &outcome),
         Some(kind) => Err(failure(call, kind, &outcome, body)),
+    }
+}
+
+/// 409 while a request with the same idempotency key runs: the sender retries, and then
+/// gets either the replay's 200 or, if the first run failed, a run of its own.
+fn in_progress() -> ApiError {
+    ApiError {
+        retry_after: Some(1),
+        ..ApiError::conflict(
+            "idempotency_in_progress",
+            "a request with this idempotency key is being processed; retry shortly",
+        )
     }
 }
 
@@ -372,18 +388,16 @@ async fn pass_through(call: &Call<'_>, body: &[u8]) -> Result<Response, ApiError
     let cx = context(call, Some(&parsed));
     let mut entries = ingest::to_entries(&parsed.elements, &cx);
     let now = call.received_ms();
-    let keys = match &call.src.idempotency {
-        Some(i) => emit::apply_idempotency(&mut entries, &i.key, |k| {
-            call.state.webhooks.guard.seen(k, now)
-        }),
+    let claims = match &call.src.idempotency {
+        Some(i) => emit::apply_idempotency(&mut entries, &i.key, &call.state.webhooks.guard, now)
+            .ok_or_else(in_progress)?,
         None => Vec::new(),
     };
     let total = entries.len();
     let accepted = append_and_show(call, entries).await?;
     if let Some(i) = &call.src.idempotency {
         let expires = now + i.window.as_millis() as i64;
-        keys.into_iter()
-            .for_each(|k| call.state.webhooks.guard.record(k, expires));
+        claims.into_iter().for_each(|c| c.succeed(expires));
     }
     Ok(Json(json!({"success": true, "received": total, "accepted": accepted})).into_response())
 }

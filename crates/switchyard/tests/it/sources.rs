@@ -431,3 +431,59 @@ async fn a_retry_waiting_survives_a_restart() {
     assert_eq!(events.len(), 1, "the stored request ran after the restart");
     assert_eq!(events[0]["event"], "Late");
 }
+
+const SLOW_ORDER: &str = r#"
+async function onRequest(request, settings) {
+  const body = request.json();
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  Segment.track({ event: "Order Paid", userId: body.customer, properties: { order: body.id } });
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_flight_is_not_run_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sources = format!(
+        "  - {{ id: orders, type: webhook, public: true, function: \"{}\", idempotency: {{ key: id }} }}\n",
+        function(d, "orders", SLOW_ORDER)
+    );
+    let app = start(d, &sources, "workers: 2", "").await;
+    let body = json!({"id": "ord-1", "customer": "c-1"}).to_string();
+    let url = format!("{}/webhooks/orders", app.url);
+    let send = || {
+        let (url, body) = (url.clone(), body.clone());
+        async move {
+            switchyard::cli::client::call_with_headers(
+                hyper::Method::POST,
+                &url,
+                &[JSON],
+                Some(body.into_bytes()),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // The same order twice at once: one runs, the other is told to come back.
+    let (a, b) = tokio::join!(send(), send());
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    let conflict = if a.status == StatusCode::CONFLICT {
+        &a
+    } else {
+        &b
+    };
+    let v: Value = serde_json::from_slice(&conflict.body).unwrap();
+    assert_eq!(v["code"], "idempotency_in_progress", "{v}");
+    // Coming back later, it is a replay, and the order was emitted once.
+    let again = send().await;
+    let v: Value = serde_json::from_slice(&again.body).unwrap();
+    assert_eq!(
+        (again.status, &v["duplicate"]),
+        (StatusCode::OK, &json!(true))
+    );
+    let emitted = app.recent_of("orders", "status=accepted").await;
+    assert_eq!(emitted.len(), 1, "{emitted:?}");
+    app.stop().await;
+}
