@@ -4,11 +4,12 @@
 # /v1/track to the same server in the same run; plus the engine's bare call rate.
 # Prints a markdown table for BENCHMARKS.md. Bounded: every load run stops by itself.
 #
-#   bash bench/functions.sh        # DURATION=10 seconds per run by default
+#   bash bench/functions.sh        # DURATION=10 seconds per run by default; PROFILES=false
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 CONCURRENCY=${CONCURRENCY:-64}
+PROFILES=${PROFILES:-true}   # false: the same runs without the profile store
 source bench/lib.sh
 bench_setup fnbench
 PID=
@@ -21,6 +22,7 @@ serve() {
   rm -rf "$WORK/data"
   cat > "$WORK/c.yaml" <<YAML
 server: { listen: 127.0.0.1:18191, data_dir: "$WORK/data", min_free_disk: 100MiB }
+storage: { profiles: $PROFILES }
 sources:
   - { id: api, type: http_api, write_keys: { production: wk_fnbench } }
   - { id: kno, type: webhook, public: true, function: "$PWD/examples/knocommerce/functions/knocommerce.js" }
