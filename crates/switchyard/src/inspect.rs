@@ -18,6 +18,17 @@ pub struct Report {
     pub log: LogReport,
     pub destinations: Vec<DestinationReport>,
     pub integrity: Integrity,
+    /// The profile store, when there is one.
+    #[serde(default)]
+    pub profiles: Option<ProfilesReport>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProfilesReport {
+    pub count: u64,
+    /// The next log record the store will apply, and how many it has still to apply.
+    pub next_seq: u64,
+    pub backlog: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -110,6 +121,7 @@ pub fn report(
         },
         destinations: dests,
         integrity,
+        profiles: None,
     })
 }
 
@@ -152,6 +164,20 @@ fn destination(
 
 impl Report {
     /// Adds each destination's retry-set and dead-letter counts from the delivery store.
+    pub fn add_profiles(&mut self, store: &crate::profiles::ProfileStore) {
+        match (store.count(), store.applied_seq()) {
+            (Ok(count), Ok(next_seq)) => {
+                let backlog = self.log.next_seq.saturating_sub(next_seq);
+                self.profiles = Some(ProfilesReport {
+                    count,
+                    next_seq,
+                    backlog,
+                });
+            }
+            (Err(e), _) | (_, Err(e)) => self.integrity.problems.push(e.to_string()),
+        }
+    }
+
     pub fn add_delivery_counts(&mut self, store: &crate::delivery::store::DeliveryStore) {
         for d in &mut self.destinations {
             match store.counts(&d.id) {
@@ -220,6 +246,12 @@ impl Report {
                     .as_ref()
                     .map(|e| format!(", last error: {e}"))
                     .unwrap_or_default()
+            ));
+        }
+        if let Some(p) = &self.profiles {
+            out.push_str(&format!(
+                "profiles: {} kept, backlog {} (next_seq {})\n",
+                p.count, p.backlog, p.next_seq
             ));
         }
         out

@@ -73,6 +73,11 @@ fn offline(t: &super::Resolved) -> anyhow::Result<Report> {
         let store = crate::delivery::store::DeliveryStore::open(&store_path)?;
         report.add_delivery_counts(&store);
     }
+    let profiles_path = t.data_dir.join("profiles.redb");
+    if profiles_path.exists() {
+        let store = crate::profiles::ProfileStore::open(&profiles_path)?;
+        report.add_profiles(&store);
+    }
     Ok(report)
 }
 

@@ -71,9 +71,17 @@ pub async fn inspect(State(state): State<AppState>) -> Result<Json<inspect::Repo
         .collect();
     let dir = state.config.server.data_dir.clone();
     let store = state.store.clone();
+    let profiles = state
+        .config
+        .storage
+        .profiles
+        .then(|| state.profiles.clone());
     let report = tokio::task::spawn_blocking(move || {
         inspect::report(&dir, &dests, Some(live)).map(|mut r| {
             r.add_delivery_counts(&store);
+            if let Some(p) = profiles {
+                r.add_profiles(&p);
+            }
             r
         })
     })

@@ -138,6 +138,17 @@ impl ProfileStore {
         Ok(out)
     }
 
+    /// Profiles kept.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(e)?;
+        txn.open_table(PROFILES).map_err(e)?.len().map_err(e)
+    }
+
+    /// The next log sequence number the store will apply (0 before its first step).
+    pub fn applied_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.cursor()?.map_or(0, |c| c.next_seq))
+    }
+
     pub(super) fn cursor(&self) -> Result<Option<CursorState>, StoreError> {
         let txn = self.db.begin_read().map_err(e)?;
         let meta = txn.open_table(META).map_err(e)?;

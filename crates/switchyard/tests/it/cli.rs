@@ -1,6 +1,7 @@
 //! The CLI as a user runs it: `check`, `send` and `inspect` (live and offline).
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::crash::{start_binary, wait_drained};
 use crate::harness::*;
@@ -76,14 +77,22 @@ async fn send_then_inspect_live_and_offline() {
         3
     );
     wait_drained(&server.url).await;
-    let url = server.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        switchyard(&["inspect", "--url", &url, "--format", "json"])
-    })
-    .await
-    .unwrap();
-    let live: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("inspect --format json");
+    // Live, until the profile store has applied the three events too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let live = loop {
+        let url = server.url.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            switchyard(&["inspect", "--url", &url, "--format", "json"])
+        })
+        .await
+        .unwrap();
+        let live: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("inspect --format json");
+        if live["profiles"]["backlog"] == 0 || Instant::now() > deadline {
+            break live;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         (
             live["log"]["next_seq"].as_u64(),
@@ -91,6 +100,12 @@ async fn send_then_inspect_live_and_offline() {
         ),
         (Some(3), Some("live"))
     );
+    assert_eq!(
+        (&live["profiles"]["next_seq"], &live["profiles"]["backlog"]),
+        (&serde_json::json!(3), &serde_json::json!(0)),
+        "{live}"
+    );
+    assert!(live["profiles"]["count"].as_u64() >= Some(1), "{live}");
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 
@@ -107,7 +122,9 @@ async fn send_then_inspect_live_and_offline() {
     assert!(
         text.contains("next_seq 3")
             && text.contains("integrity: ok (full check")
-            && text.contains("destination archive: backlog 0"),
+            && text.contains("destination archive: backlog 0")
+            && text.contains("backlog 0 (next_seq 3)\n")
+            && text.contains("profiles: "),
         "{text}"
     );
     let events = read_lines_until(&dir.path().join("events.jsonl"), 3).await;
@@ -202,7 +219,7 @@ async fn replay_sends_dead_letters_again_and_reports_the_outcome() {
         .unwrap();
     }
     r.wait_for("four rejected attempts", |g| g.len() >= 4).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let resp = switchyard::cli::client::call(
             hyper::Method::GET,
@@ -216,10 +233,7 @@ async fn replay_sends_dead_letters_again_and_reports_the_outcome() {
         if report["destinations"][0]["dead_letters"] == 4 {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never dead-lettered: {report}"
-        );
+        assert!(Instant::now() < deadline, "never dead-lettered: {report}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     r.answer(200);
