@@ -116,29 +116,29 @@ impl<'de: 'a, 'a> Deserialize<'de> for Context<'a> {
 
 /// The parts of a normalised event that change a profile.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct ProfileEvent<'a> {
-    #[serde(default, borrow, rename = "type")]
+    #[serde(borrow, rename = "type")]
     pub ty: Text<'a>,
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     pub user_id: Text<'a>,
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     pub anonymous_id: Text<'a>,
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     pub previous_id: Text<'a>,
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     pub group_id: Text<'a>,
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     pub message_id: Text<'a>,
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     pub timestamp: Text<'a>,
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     pub event: Text<'a>,
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     pub name: Text<'a>,
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     traits: Option<&'a RawValue>,
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     context: Context<'a>,
 }
 
