@@ -146,21 +146,28 @@ impl RecentStore {
         let n = events.len();
         let first_id = self.next_id.fetch_add(n as u64, Ordering::Relaxed);
         let skip = n.saturating_sub(self.capacity);
-        let live = self.live.receiver_count() > 0;
-        let mut ring = ring.lock().unwrap_or_else(|p| p.into_inner());
-        for (i, mut ev) in events.enumerate() {
-            ev.id = first_id + i as u64;
-            if live {
-                // Err only when the last subscriber left meanwhile.
-                let _ = self.live.send(Arc::new(ev.clone()));
+        let mut live = Vec::new();
+        let watched = self.live.receiver_count() > 0;
+        {
+            let mut ring = ring.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, mut ev) in events.enumerate() {
+                ev.id = first_id + i as u64;
+                if watched {
+                    live.push(Arc::new(ev.clone()));
+                }
+                if i < skip {
+                    continue;
+                }
+                if ring.len() == self.capacity {
+                    ring.pop_front();
+                }
+                ring.push_back(ev);
             }
-            if i < skip {
-                continue;
-            }
-            if ring.len() == self.capacity {
-                ring.pop_front();
-            }
-            ring.push_back(ev);
+        }
+        // Sent after the ring is unlocked, so watchers never hold up the debugger's list.
+        for ev in live {
+            // Err only when the last watcher left meanwhile.
+            let _ = self.live.send(ev);
         }
     }
 
