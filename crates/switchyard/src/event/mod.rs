@@ -3,9 +3,12 @@
 
 mod merge;
 mod normalize;
+pub mod readable;
 pub mod timestamp;
 
-pub use normalize::{Normalized, Rejection, RequestContext, normalize, rejected_display};
+pub use normalize::{
+    Normalized, Rejection, RequestContext, normalize, rejected_display, unreadable,
+};
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> i64 {

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use super::merge::deep_merge;
-use super::{EventType, timestamp};
+use super::{EventType, readable, timestamp};
 
 /// Per-event size limit, measured on the element's raw bytes before the envelope merge.
 pub const MAX_EVENT_BYTES: usize = 32_768;
@@ -61,7 +61,7 @@ enum Out<'a> {
 }
 
 /// A field name, borrowed from the request body unless it contains escapes.
-#[derive(Debug, serde::Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, serde::Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
 struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
 
 impl std::borrow::Borrow<str> for Key<'_> {
@@ -94,6 +94,7 @@ fn normalize_inner(raw: &RawValue, cx: &RequestContext<'_>) -> Result<Normalized
         );
         return Err(Rejection::new("event_too_large", msg));
     }
+    readable::check(raw.get(), readable::MAX_DEPTH).map_err(unreadable)?;
     let parsed: IndexMap<Key<'_>, &RawValue> = serde_json::from_str(raw.get())
         .map_err(|_| Rejection::new("invalid_event", "event must be a JSON object"))?;
     let mut f: Fields<'_> = parsed.into_iter().map(|(k, v)| (k, Out::Raw(v))).collect();
@@ -121,6 +122,14 @@ fn normalize_inner(raw: &RawValue, cx: &RequestContext<'_>) -> Result<Normalized
         body: write(&f),
         warnings,
     })
+}
+
+/// The rejection of JSON that a reader of the log could not parse back.
+pub fn unreadable(detail: String) -> Rejection {
+    Rejection::new(
+        "unreadable_json",
+        format!("the event holds JSON that destinations cannot read: {detail}"),
+    )
 }
 
 fn event_type(f: &Fields<'_>, path_type: Option<EventType>) -> Result<EventType, Rejection> {
@@ -202,20 +211,18 @@ fn check_required(
 }
 
 fn message_id(f: &mut Fields<'_>) -> Result<String, Rejection> {
+    let invalid = || Rejection::new("invalid_message_id", "messageId must be a string");
     let value = match f.get("messageId") {
-        Some(Out::Raw(raw)) => serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null),
+        // A value that does not parse is refused, never replaced: a random id would defeat
+        // the dedupe of a resend.
+        Some(Out::Raw(raw)) => serde_json::from_str::<Value>(raw.get()).map_err(|_| invalid())?,
         _ => Value::Null,
     };
     let id = match value {
         Value::String(s) if !s.is_empty() => s,
         Value::Number(n) => n.to_string(),
         Value::Null | Value::String(_) => format!("api-{}", uuid::Uuid::new_v4()),
-        _ => {
-            return Err(Rejection::new(
-                "invalid_message_id",
-                "messageId must be a string",
-            ));
-        }
+        _ => return Err(invalid()),
     };
     if id.chars().count() > MAX_MESSAGE_ID_CHARS {
         return Err(Rejection::new(
@@ -374,20 +381,72 @@ fn message_id_hint(raw: &RawValue) -> Option<String> {
     }
 }
 
-/// What the debugger shows for a rejected element: the element without `writeKey`; a small
-/// non-object as it is; anything else as a string of its first 2 KiB.
+/// What the debugger shows for a rejected element, and what its log record keeps: never the
+/// `writeKey`, and always JSON every reader can parse back. An object without its
+/// `writeKey`; a small non-object as it is; anything else (too large, or not readable) as a
+/// string of its first 2 KiB with every `writeKey` value redacted.
 pub fn rejected_display(raw: &str) -> Vec<u8> {
-    if raw.len() <= MAX_EVENT_BYTES
-        && let Ok(mut m) = serde_json::from_str::<IndexMap<String, &RawValue>>(raw)
-    {
-        m.shift_remove("writeKey");
-        return serde_json::to_vec(&m).unwrap_or_default();
+    if readable::check(raw, readable::MAX_DEPTH).is_ok() {
+        if let Ok(mut m) = serde_json::from_str::<IndexMap<Key<'_>, &RawValue>>(raw) {
+            m.shift_remove("writeKey");
+            let text = serde_json::to_string(&m).unwrap_or_default();
+            if text.len() <= MAX_EVENT_BYTES {
+                return text.into_bytes();
+            }
+            return preview(&text);
+        }
+        if raw.len() <= MAX_EVENT_BYTES {
+            return raw.as_bytes().to_vec();
+        }
     }
-    if raw.len() <= MAX_EVENT_BYTES && serde_json::from_str::<&RawValue>(raw).is_ok() {
-        return raw.as_bytes().to_vec();
-    }
-    let preview = format!("{}…", truncate(raw, 2048));
+    preview(&redact_write_keys(raw))
+}
+
+fn preview(text: &str) -> Vec<u8> {
+    let preview = format!("{}…", truncate(text, 2048));
     serde_json::to_vec(&Value::String(preview)).unwrap_or_default()
+}
+
+/// Replaces the value of every `"writeKey": "..."` in text that may not parse as JSON.
+fn redact_write_keys(raw: &str) -> Cow<'_, str> {
+    const NAME: &str = "\"writeKey\"";
+    if !raw.contains(NAME) {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = rest.find(NAME) {
+        let after = at + NAME.len();
+        out.push_str(&rest[..after]);
+        rest = &rest[after..];
+        let value_at = rest
+            .find(|c: char| !c.is_whitespace() && c != ':')
+            .unwrap_or(rest.len());
+        if !rest[value_at..].starts_with('"') {
+            continue;
+        }
+        let body = &rest[value_at + 1..];
+        let end = string_end(body).unwrap_or(body.len());
+        out.push_str(&rest[..=value_at]);
+        out.push_str(&crate::redact::redacted(&body[..end]));
+        rest = &body[end..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// The byte offset of the closing quote of a JSON string body, skipping escapes.
+fn string_end(body: &str) -> Option<usize> {
+    let bytes = body.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -48,17 +48,23 @@ pub fn parse(text: &str) -> Option<OffsetDateTime> {
     if !p.done() {
         return None;
     }
-    Some(
-        PrimitiveDateTime::new(date, time)
-            .assume_offset(offset)
-            .to_offset(UtcOffset::UTC),
-    )
+    let utc = PrimitiveDateTime::new(date, time)
+        .assume_offset(offset)
+        .checked_to_offset(UtcOffset::UTC)?;
+    // `9999-12-31T23:59:59-23:59` is in year 10000 in UTC and `0000-01-01T00:00:00+01:00`
+    // in year -1: neither can be written in our format, so neither is an instant we accept.
+    in_range(utc)
+}
+
+/// The instant, if its UTC year is one `format` can write (0000–9999).
+fn in_range(t: OffsetDateTime) -> Option<OffsetDateTime> {
+    (0..=9999).contains(&t.year()).then_some(t)
 }
 
 /// Formats as RFC 3339 UTC with milliseconds: `2024-01-01T00:04:50.000Z`. Years outside
-/// 0000–9999 cannot come from our parser or clock; they are clamped.
+/// 0000–9999 cannot come from our parser, our skew correction or a clock; they are clamped.
 pub fn format(t: OffsetDateTime) -> String {
-    let t = t.to_offset(UtcOffset::UTC);
+    let t = t.checked_to_offset(UtcOffset::UTC).unwrap_or(t);
     let mut b = *b"0000-00-00T00:00:00.000Z";
     let mut put = |at: usize, width: usize, mut v: u32| {
         for i in (at..at + width).rev() {
@@ -86,8 +92,7 @@ pub struct Corrected {
 
 /// `timestamp := receivedAt - (sentAt - originalTimestamp)` when both client times are
 /// known; the client timestamp alone when there is no `sentAt` (historical import); else
-/// `receivedAt`. Arithmetic that would leave the representable range falls back to
-/// `receivedAt`.
+/// `receivedAt`. A result outside the years 0000–9999 falls back to `receivedAt`.
 pub fn correct(
     received_at: OffsetDateTime,
     sent_at: Option<OffsetDateTime>,
@@ -96,7 +101,10 @@ pub fn correct(
     let timestamp = match (original, sent_at) {
         (Some(orig), Some(sent)) => {
             let skew: Duration = sent - orig;
-            received_at.checked_sub(skew).unwrap_or(received_at)
+            received_at
+                .checked_sub(skew)
+                .and_then(in_range)
+                .unwrap_or(received_at)
         }
         (Some(orig), None) => orig,
         (None, _) => received_at,
@@ -221,6 +229,11 @@ mod tests {
             "2024-01-01T00:00:00.Z",
             "2024-01-01T00:00:00Zjunk",
             "1700000000",
+            // Out of range once in UTC (these panicked a request handler once).
+            "9999-12-31T23:59:59-23:59",
+            "9999-12-31T23:59:59-01:00",
+            "0000-01-01T00:00:00+00:01",
+            "0000-01-01T00:00:00+23:59",
         ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
@@ -258,10 +271,61 @@ mod tests {
         assert_eq!(correct(rx, None, None).timestamp, rx);
     }
 
+    #[test]
+    fn the_edges_of_the_range_stay_exact() {
+        assert_eq!(p("9999-12-31T23:59:59.999Z"), "9999-12-31T23:59:59.999Z");
+        assert_eq!(p("9999-12-31T23:59:59+01:00"), "9999-12-31T22:59:59.000Z");
+        assert_eq!(p("0000-01-01T00:00:00Z"), "0000-01-01T00:00:00.000Z");
+        assert_eq!(p("0000-01-01T00:00:00-01:00"), "0000-01-01T01:00:00.000Z");
+    }
+
+    #[test]
+    fn skew_correction_never_leaves_the_range() {
+        let rx = parse("2024-01-01T00:00:00Z").unwrap();
+        // The client clock claims to be almost 10,000 years fast / slow.
+        for (sent, orig) in [
+            ("9999-12-31T00:00:00Z", "0000-01-01T00:00:00Z"),
+            ("0000-01-01T00:00:00Z", "9999-12-31T00:00:00Z"),
+        ] {
+            let c = correct(rx, parse(sent), parse(orig));
+            assert_eq!(c.timestamp, rx, "{sent} {orig}");
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(s in ".{0,40}") {
             let _ = parse(&s);
+        }
+
+        /// Whatever parses formats back to the same instant (at millisecond precision).
+        #[test]
+        fn parsed_instants_are_exact(
+            y in 0i32..=9999, mo in 1u8..=12, d in 1u8..=28, h in 0u8..24, mi in 0u8..60,
+            oh in -23i8..=23, om in 0i8..60,
+        ) {
+            let sign = if oh < 0 { '-' } else { '+' };
+            let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:00{sign}{:02}:{om:02}", oh.unsigned_abs());
+            if let Some(t) = parse(&text) {
+                let local = PrimitiveDateTime::new(
+                    Date::from_calendar_date(y, Month::try_from(mo).unwrap(), d).unwrap(),
+                    Time::from_hms(h, mi, 0).unwrap(),
+                );
+                let offset = (i32::from(oh.unsigned_abs()) * 3600 + i32::from(om) * 60)
+                    * if oh < 0 { -1 } else { 1 };
+                let want = local.assume_utc() - Duration::seconds(i64::from(offset));
+                prop_assert_eq!(t, want);
+                prop_assert_eq!(parse(&format(t)), Some(t));
+            }
+        }
+
+        /// Any skew keeps the corrected timestamp formattable.
+        #[test]
+        fn skew_is_bounded(a in any::<i64>(), b in any::<i64>()) {
+            let at = |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms % 250_000_000_000_000) * 1_000_000).ok().and_then(in_range);
+            let rx = OffsetDateTime::UNIX_EPOCH;
+            let c = correct(rx, at(a), at(b));
+            prop_assert!((0..=9999).contains(&c.timestamp.year()));
         }
 
         #[test]

@@ -74,6 +74,13 @@ pub async fn ingest(
     state.check_accepting()?;
     let received_at = time::OffsetDateTime::now_utc();
     let bytes = body::read(&headers, body).await?;
+    // serde would also read a struct from an array, by position; a body must be an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the body is not a JSON object",
+        ));
+    }
     let envelope: Envelope<'_> = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
@@ -165,10 +172,21 @@ pub(crate) fn to_entries(elements: &[&RawValue], cx: &RequestContext<'_>) -> Vec
         reason,
         body,
     };
+    // The envelope's context and integrations are merged into every element, one level down.
+    let envelope_problem = [("context", cx.context), ("integrations", cx.integrations)]
+        .into_iter()
+        .find_map(|(name, raw)| {
+            let e = event::readable::check(raw?.get(), event::readable::MAX_DEPTH - 1).err()?;
+            Some(event::unreadable(format!("the request's {name}: {e}")))
+        });
     elements
         .iter()
         .enumerate()
         .map(|(i, raw)| {
+            if let Some(r) = &envelope_problem {
+                let reason = format!("{}: {}", r.code, r.message);
+                return entry(Kind::Rejected, String::new(), reason, event::rejected_display(raw.get()));
+            }
             if i >= MAX_BATCH_EVENTS {
                 let reason = format!("batch_too_large: only the first {MAX_BATCH_EVENTS} events of a batch are accepted");
                 return entry(Kind::Rejected, String::new(), reason, event::rejected_display(raw.get()));
