@@ -18,8 +18,9 @@ pub fn plan(dest: &DestinationConfig, cfg: &WebhookConfig, seq: u64, e: &Entry) 
     if e.kind != Kind::Accepted || !dest.wants(&e.source, &e.environment) {
         return Vec::new();
     }
-    let Ok(event) = serde_json::from_slice::<serde_json::Value>(&e.body) else {
-        return Vec::new();
+    let event = match serde_json::from_slice::<serde_json::Value>(&e.body) {
+        Ok(event) => event,
+        Err(err) => return unreadable(cfg, seq, e, &err),
     };
     if !dest.subscribe.as_ref().is_none_or(|f| f.matches(&event)) {
         return Vec::new();
@@ -35,27 +36,7 @@ pub fn plan(dest: &DestinationConfig, cfg: &WebhookConfig, seq: u64, e: &Entry) 
                 (None, Some(n)) => Ok(nats_request(n, &event, e, &dest.id, &m.name)),
                 (None, None) => webhook::build(m, &event, &e.message_id),
             };
-            let empty = Request {
-                url: String::new(),
-                method: m.method.clone(),
-                headers: vec![],
-                body: String::new(),
-                signed: String::new(),
-            };
-            let mut p = Pending {
-                id: 0,
-                seq,
-                source: e.source.to_string(),
-                message_id: e.message_id.clone(),
-                mapping: m.name.clone(),
-                received_ms: e.received_ms,
-                request: empty,
-                attempts: 0,
-                next_at_ms: 0,
-                last_status: None,
-                last_error: None,
-                members: Vec::new(),
-            };
+            let mut p = pending(m, seq, e);
             let delivery = match built {
                 Ok(req) => {
                     p.request = req;
@@ -69,6 +50,47 @@ pub fn plan(dest: &DestinationConfig, cfg: &WebhookConfig, seq: u64, e: &Entry) 
             }
         })
         .collect()
+}
+
+/// A record no reader can parse (ingest refuses such JSON, so only an older log holds one):
+/// it cannot be matched against any condition, so it is dead-lettered once, under the first
+/// mapping enabled for its environment, with the reason — never skipped.
+fn unreadable(cfg: &WebhookConfig, seq: u64, e: &Entry, err: &serde_json::Error) -> Vec<Planned> {
+    let Some(m) = cfg
+        .mappings
+        .iter()
+        .find(|m| m.enabled.for_environment(&e.environment))
+    else {
+        return Vec::new();
+    };
+    let reason = format!("the logged event could not be read: {err}");
+    vec![Planned {
+        batch_size: 0,
+        delivery: Err((pending(m, seq, e), reason)),
+    }]
+}
+
+fn pending(m: &crate::config::MappingConfig, seq: u64, e: &Entry) -> Pending {
+    Pending {
+        id: 0,
+        seq,
+        source: e.source.to_string(),
+        message_id: e.message_id.clone(),
+        mapping: m.name.clone(),
+        received_ms: e.received_ms,
+        request: Request {
+            url: String::new(),
+            method: m.method.clone(),
+            headers: vec![],
+            body: String::new(),
+            signed: String::new(),
+        },
+        attempts: 0,
+        next_at_ms: 0,
+        last_status: None,
+        last_error: None,
+        members: Vec::new(),
+    }
 }
 
 /// A NATS publish: the rendered subject, `Nats-Msg-Id` (the same hash as `webhook-id`), and

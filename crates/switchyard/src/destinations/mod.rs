@@ -212,9 +212,19 @@ impl Work {
             .map(|r| &r.record.entry)
             .filter(|e| e.kind == Kind::Accepted && config.wants(&e.source, &e.environment))
             .filter(|e| {
-                let subscribe = config.subscribe.as_ref();
-                subscribe
-                    .is_none_or(|f| serde_json::from_slice(&e.body).is_ok_and(|v| f.matches(&v)))
+                let Some(filter) = config.subscribe.as_ref() else {
+                    return true;
+                };
+                match serde_json::from_slice(&e.body) {
+                    Ok(v) => filter.matches(&v),
+                    // Ingest refuses JSON a reader cannot parse, so only an older log holds
+                    // such a record. The archive keeps it rather than drop it unseen.
+                    Err(err) => {
+                        tracing::warn!(destination = %config.id, message_id = %e.message_id,
+                            "the logged event could not be read ({err}); written without its subscribe filter");
+                        true
+                    }
+                }
             });
         let delivered = self.sink.write_batch(wanted.map(|e| e.body.as_slice()))?;
         cursor.save(&next)?;

@@ -1,7 +1,9 @@
 //! Admin API handlers: recent events, inspect, metrics, health.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -43,8 +45,15 @@ pub async fn source_events(
         }
     };
     let (page, next) = state.recent.page(&id, limit, status, q.before);
-    let views: Vec<_> = page.iter().map(|e| e.view()).collect();
-    Ok(Json(json!({"events": views, "next": next})).into_response())
+    // Serialised straight from the views: an event's raw JSON is copied, never re-parsed.
+    let events: Vec<_> = page.iter().map(|e| e.view()).collect();
+    Ok(Json(EventsPage { events, next }).into_response())
+}
+
+#[derive(serde::Serialize)]
+struct EventsPage<'a> {
+    events: Vec<crate::recent::EventView<'a>>,
+    next: Option<u64>,
 }
 
 pub async fn inspect(State(state): State<AppState>) -> Result<Json<inspect::Report>, ApiError> {

@@ -1,7 +1,9 @@
 //! Destination routes: the delivery log, dead letters and their replay.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{JsonBody, Path, Query};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -127,9 +129,9 @@ pub async fn replay_one(
 pub async fn replay_all(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Option<Json<ReplayBody>>,
+    body: Option<JsonBody<ReplayBody>>,
 ) -> Result<Json<Value>, ApiError> {
-    let since = match body.and_then(|Json(b)| b.since) {
+    let since = match body.and_then(|JsonBody(b)| b.since) {
         None => i64::MIN,
         Some(s) => parse_since(&s, state.clock.now_ms()).ok_or_else(|| {
             ApiError::bad_request(
@@ -162,7 +164,8 @@ pub fn parse_since(s: &str, now_ms: i64) -> Option<i64> {
         return Some((t.unix_timestamp_nanos() / 1_000_000) as i64);
     }
     let d = crate::config::units::parse_duration(s).ok()?;
-    Some(now_ms - d.as_millis() as i64)
+    let ago = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    Some(now_ms.saturating_sub(ago))
 }
 
 #[derive(Deserialize)]
@@ -177,7 +180,7 @@ pub struct LogReplayBody {
 pub async fn replay_from_log(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Json(body): Json<LogReplayBody>,
+    JsonBody(body): JsonBody<LogReplayBody>,
 ) -> Result<Json<Value>, ApiError> {
     known(&state, &id)?;
     if !body.from_log {

@@ -3,7 +3,10 @@
 //! it matched, and every attempt at each.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{Path, Query};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -21,7 +24,7 @@ pub async fn event(
     State(state): State<AppState>,
     Path(message_id): Path<String>,
     Query(q): Query<LineageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let records = state.recent.find(q.source.as_deref(), &message_id);
     let accepted = records
         .iter()
@@ -55,10 +58,24 @@ pub async fn event(
     let function_run = source
         .as_deref()
         .and_then(|s| state.webhooks.logs.find(s, &message_id));
-    Ok(Json(json!({
-        "message_id": message_id, "event": event, "records": history,
-        "function_run": function_run, "destinations": dests,
-    })))
+    // Serialised straight from the views: a record's raw JSON is copied, never re-parsed.
+    let view = LineageView {
+        message_id: &message_id,
+        event,
+        records: history,
+        function_run,
+        destinations: dests,
+    };
+    Ok(Json(view).into_response())
+}
+
+#[derive(serde::Serialize)]
+struct LineageView<'a> {
+    message_id: &'a str,
+    event: Option<Value>,
+    records: Vec<crate::recent::EventView<'a>>,
+    function_run: Option<crate::functions::logs::RunLog>,
+    destinations: Vec<Value>,
 }
 
 async fn destination(

@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod destinations;
 mod error;
+mod extract;
 mod functions;
 mod lineage;
 mod openapi;

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{Path, Query};
 use serde_json::{Value, json};
 
 use super::ApiError;

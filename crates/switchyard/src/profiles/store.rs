@@ -166,8 +166,12 @@ impl ProfileStore {
             // Each profile a step touches is read once and written once.
             let mut batch = Batch::default();
             while let Some((body, source)) = feed.next_event()? {
-                if let Some(ev) = ProfileEvent::parse(&body) {
-                    apply_one(&mut t, &mut batch, &ev, &source)?;
+                match ProfileEvent::parse(&body) {
+                    Some(ev) => apply_one(&mut t, &mut batch, &ev, &source)?,
+                    // Ingest refuses JSON a reader cannot parse; only an older log holds it.
+                    None => {
+                        tracing::warn!(%source, "profiles: a logged event could not be read; it updates no profile")
+                    }
                 }
             }
             for (key, entry) in batch.profiles {
