@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod forward;
 mod harness;
+mod hostile;
 mod ingest;
 mod isolation;
 mod nats;
