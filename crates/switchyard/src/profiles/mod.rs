@@ -7,7 +7,7 @@
 //! (`name \0 value \0 key`, for lookups by trait) and `recency` (`last_seen \0 key`: past
 //! `MAX_PROFILES`, the least recently seen profiles are evicted).
 
-mod event;
+pub mod event;
 pub mod model;
 mod store;
 
