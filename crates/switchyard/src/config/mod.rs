@@ -8,6 +8,7 @@ mod compile;
 pub mod demo;
 mod destinations;
 mod raw;
+mod server;
 mod sources;
 pub mod units;
 mod vars;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use compile::compile_str;
+pub use server::public_admin_token_problem;
 
 /// One finding of the config compiler, printed by `check` as `<severity> <path> <message>`.
 #[derive(Debug, Clone, PartialEq, Eq)]

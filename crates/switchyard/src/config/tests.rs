@@ -120,8 +120,42 @@ fn non_loopback_listen_needs_a_token() {
             .any(|p| p.starts_with("error server.admin_token")),
         "{problems:?}"
     );
-    let (c, _) = compile("server: { listen: 0.0.0.0:8088, admin_token: t0k }");
+    let (c, problems) = compile("server: { listen: 0.0.0.0:8088, admin_token: 0123456789abcdef }");
+    assert!(c.is_some() && problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn a_short_admin_token_is_refused_off_loopback_and_warned_on_it() {
+    for listen in ["0.0.0.0:8088", "10.1.2.3:8088", "[::]:8088"] {
+        let (c, problems) = compile(&format!(
+            "server: {{ listen: \"{listen}\", admin_token: t }}"
+        ));
+        assert!(c.is_none(), "{listen}");
+        assert!(
+            problems.iter().any(|p| p.starts_with(
+                "error server.admin_token must be at least 16 characters when listen"
+            )),
+            "{listen}: {problems:?}"
+        );
+    }
+    // 15 characters is one short; multi-byte characters count once.
+    let (c, _) = compile("server: { listen: 0.0.0.0:8088, admin_token: 0123456789abcde }");
+    assert!(c.is_none());
+    let (c, _) = compile("server: { listen: 0.0.0.0:8088, admin_token: ééééééééééééééée }");
     assert!(c.is_some());
+
+    let (c, problems) = compile("server: { listen: 127.0.0.1:8088, admin_token: t }");
+    assert!(c.is_some(), "loopback with a short token still starts");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("warning server.admin_token shorter than 16")),
+        "{problems:?}"
+    );
+    assert!(
+        public_admin_token_problem("0.0.0.0:1".parse().unwrap(), Some("t")).is_some(),
+        "serve --listen applies the same rule"
+    );
 }
 
 #[test]
