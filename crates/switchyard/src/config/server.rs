@@ -1,4 +1,5 @@
-//! The `server:` section: the listen address, the admin token and egress.
+//! The `server:` section: the listen address, the admin token, egress, and the connection
+//! limits of the HTTP listener.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -8,10 +9,17 @@ use serde_yaml_ng::Value;
 
 use super::compile::Cx;
 use super::raw::RawServer;
-use super::{Problem, ServerConfig};
+use super::{ListenerLimits, Problem, ServerConfig};
 
 /// The shortest admin token accepted on a listener other than loopback.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// Bounds of each listener timeout: below it every client would be cut off, above it the
+/// timeout no longer protects anything.
+const MIN_TIMEOUT: Duration = Duration::from_millis(100);
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Well under `tokio::sync::Semaphore::MAX_PERMITS` and any real file-descriptor limit.
+const MAX_CONNECTIONS: usize = 1_000_000;
 
 /// Why `token` may not guard a listener on `listen`, if it may not: a listener other than
 /// loopback needs a token of at least 16 characters. Also used for `serve --listen`.
@@ -57,6 +65,7 @@ pub(super) fn compile(cx: &mut Cx, v: Option<&Value>) -> ServerConfig {
         ),
         recent_events: raw.recent_events.unwrap_or(1000),
         min_free_disk: cx.size(&raw.min_free_disk, 1 << 30, "server.min_free_disk"),
+        limits: limits(cx, &raw),
         bench_no_store: false,
     };
     if server.recent_events == 0 || server.recent_events > 100_000 {
@@ -76,6 +85,41 @@ fn check_admin_token(cx: &mut Cx, listen: SocketAddr, token: Option<&str>) {
             ),
         ));
     }
+}
+
+/// The listener's timeouts and connection cap, each checked against its bounds.
+fn limits(cx: &mut Cx, raw: &RawServer) -> ListenerLimits {
+    let mut timeout = |v, default, key: &str| {
+        let path = format!("server.{key}");
+        let d = cx.duration(v, default, &path);
+        if (MIN_TIMEOUT..=MAX_TIMEOUT).contains(&d) {
+            d
+        } else {
+            cx.err(path, "must be between 100ms and 1h");
+            default
+        }
+    };
+    let limits = ListenerLimits {
+        header_read_timeout: timeout(
+            &raw.header_read_timeout,
+            Duration::from_secs(10),
+            "header_read_timeout",
+        ),
+        body_read_timeout: timeout(
+            &raw.body_read_timeout,
+            Duration::from_secs(30),
+            "body_read_timeout",
+        ),
+        idle_timeout: timeout(&raw.idle_timeout, Duration::from_secs(75), "idle_timeout"),
+        max_connections: raw.max_connections.unwrap_or(10_000),
+    };
+    if !(1..=MAX_CONNECTIONS).contains(&limits.max_connections) {
+        cx.err(
+            "server.max_connections",
+            format!("must be between 1 and {MAX_CONNECTIONS}"),
+        );
+    }
+    limits
 }
 
 fn egress_rules(cx: &mut Cx, entries: Vec<String>) -> Vec<crate::egress::AllowRule> {

@@ -7,6 +7,7 @@ mod destinations;
 mod error;
 mod functions;
 mod lineage;
+pub mod listener;
 mod openapi;
 mod profiles;
 mod stream;
