@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -228,25 +227,23 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let draining = Arc::new(Notify::new());
-    let on_drain = {
-        let (state, draining) = (state.clone(), draining.clone());
-        async move {
-            shutdown.await;
-            tracing::info!("Shutting down: ingest answers 503 while in-flight requests finish");
-            state.set_phase(Phase::Draining);
-            draining.notify_one();
-        }
-    };
-    let server = axum::serve(listener, crate::http::router(state))
-        .with_graceful_shutdown(on_drain)
-        .into_future();
+    let stop = CancellationToken::new();
+    let router = crate::http::router(state.clone());
+    let limits = state.config.server.limits;
+    let server = crate::http::listener::serve(listener, router, limits, stop.clone());
     tokio::pin!(server);
     tokio::select! {
-        r = &mut server => r.context("HTTP server failed")?,
-        () = async { draining.notified().await; tokio::time::sleep(timeout).await } => {
-            tracing::warn!(?timeout, "Shutdown deadline reached; aborting requests still in flight");
-        }
+        () = &mut server => anyhow::bail!("the HTTP listener stopped on its own"),
+        () = shutdown => {}
+    }
+    tracing::info!("Shutting down: ingest answers 503 while in-flight requests finish");
+    state.set_phase(Phase::Draining);
+    stop.cancel();
+    if tokio::time::timeout(timeout, server).await.is_err() {
+        tracing::warn!(
+            ?timeout,
+            "Shutdown deadline reached; aborting requests still in flight"
+        );
     }
     Ok(())
 }

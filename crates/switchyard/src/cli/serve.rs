@@ -52,10 +52,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         config.server.listen = listen
             .parse()
             .with_context(|| format!("invalid --listen {listen:?}"))?;
-        if !config.server.listen.ip().is_loopback() && config.server.admin_token.is_none() {
-            anyhow::bail!(
-                "refusing to listen on {listen} without server.admin_token: the admin API would be open to the network"
-            );
+        let token = config.server.admin_token.as_deref();
+        if let Some(why) = config::public_admin_token_problem(config.server.listen, token) {
+            anyhow::bail!("refusing to listen on {listen}: server.admin_token {why}");
         }
     }
     let listener = TcpListener::bind(config.server.listen)

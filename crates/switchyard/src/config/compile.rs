@@ -2,8 +2,6 @@
 //! stops at the first error.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -161,7 +159,7 @@ pub fn compile_str(
         }
     }
     substitute(&mut root, "", lookup, &mut cx.problems);
-    let server = compile_server(&mut cx, root.get("server"));
+    let server = super::server::compile(&mut cx, root.get("server"));
     let storage = compile_storage(&mut cx, root.get("storage"));
     let dedupe = compile_dedupe(&mut cx, root.get("dedupe"));
     let functions = super::sources::compile_functions(&mut cx, root.get("functions"));
@@ -180,65 +178,6 @@ pub fn compile_str(
     };
     let ok = cx.problems.iter().all(|p| p.severity == Severity::Warning);
     (ok.then_some(config), cx.problems)
-}
-
-fn compile_server(cx: &mut Cx, v: Option<&Value>) -> ServerConfig {
-    let raw: RawServer = cx.section(v, "server").unwrap_or_default();
-    let listen = match raw.listen.as_deref() {
-        None => SocketAddr::from((Ipv4Addr::LOCALHOST, 8088)),
-        Some(text) => parse_listen(text).unwrap_or_else(|| {
-            cx.err(
-                "server.listen",
-                format!("invalid address {text:?}: expected host:port, e.g. 127.0.0.1:8088"),
-            );
-            SocketAddr::from((Ipv4Addr::LOCALHOST, 8088))
-        }),
-    };
-    let admin_token = raw.admin_token.filter(|t| !t.is_empty());
-    if admin_token.is_none() && !listen.ip().is_loopback() {
-        cx.err(
-            "server.admin_token",
-            format!("listen is {listen}, which is not a loopback address; set admin_token so the admin API, UI and metrics are not open to the network"),
-        );
-    }
-    let server = ServerConfig {
-        listen,
-        data_dir: PathBuf::from(raw.data_dir.unwrap_or_else(|| "./data".into())),
-        admin_token,
-        allow_private_networks: raw.allow_private_networks.unwrap_or(false),
-        egress_allow: egress_rules(cx, raw.egress_allow.unwrap_or_default()),
-        shutdown_timeout: cx.duration(
-            &raw.shutdown_timeout,
-            Duration::from_secs(10),
-            "server.shutdown_timeout",
-        ),
-        recent_events: raw.recent_events.unwrap_or(1000),
-        min_free_disk: cx.size(&raw.min_free_disk, 1 << 30, "server.min_free_disk"),
-        bench_no_store: false,
-    };
-    if server.recent_events == 0 || server.recent_events > 100_000 {
-        cx.err("server.recent_events", "must be between 1 and 100000");
-    }
-    server
-}
-
-fn egress_rules(cx: &mut Cx, entries: Vec<String>) -> Vec<crate::egress::AllowRule> {
-    let mut rules = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        match crate::egress::AllowRule::parse(e) {
-            Ok(r) => rules.push(r),
-            Err(msg) => cx.err(format!("server.egress_allow[{i}]"), msg),
-        }
-    }
-    rules
-}
-
-fn parse_listen(text: &str) -> Option<SocketAddr> {
-    if let Ok(a) = text.parse() {
-        return Some(a);
-    }
-    let port: u16 = text.strip_prefix("localhost:")?.parse().ok()?;
-    Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
 }
 
 fn compile_storage(cx: &mut Cx, v: Option<&Value>) -> StorageConfig {

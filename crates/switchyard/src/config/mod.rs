@@ -8,6 +8,7 @@ mod compile;
 pub mod demo;
 mod destinations;
 mod raw;
+mod server;
 mod sources;
 pub mod units;
 mod vars;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use compile::compile_str;
+pub use server::public_admin_token_problem;
 
 /// One finding of the config compiler, printed by `check` as `<severity> <path> <message>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,9 +90,25 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     pub recent_events: usize,
     pub min_free_disk: u64,
+    /// Connection limits of the HTTP listener (`http/listener.rs`).
+    pub limits: ListenerLimits,
     /// Benchmark baseline only (`serve --bench-no-store`, never from YAML): ingest parses,
     /// authenticates and normalises as usual, then answers 200 without storing anything.
     pub bench_no_store: bool,
+}
+
+/// What one client connection may hold (`server.header_read_timeout` and the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// From a new connection, or the first byte of a keep-alive connection's next request,
+    /// to the end of the request headers.
+    pub header_read_timeout: Duration,
+    /// From the server's first wait on a request body to its last byte; then 408 and close.
+    pub body_read_timeout: Duration,
+    /// A keep-alive connection between requests.
+    pub idle_timeout: Duration,
+    /// Connections served at once (further ones wait, unaccepted, in the kernel's backlog).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]

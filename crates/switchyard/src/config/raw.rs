@@ -24,6 +24,14 @@ pub struct RawServer {
     pub shutdown_timeout: Option<Scalar>,
     pub recent_events: Option<usize>,
     pub min_free_disk: Option<Scalar>,
+    /// The request line and headers must arrive within this (default 10s).
+    pub header_read_timeout: Option<Scalar>,
+    /// A request body must arrive within this once the server reads it (default 30s).
+    pub body_read_timeout: Option<Scalar>,
+    /// A keep-alive connection with no request in progress is closed after this (default 75s).
+    pub idle_timeout: Option<Scalar>,
+    /// Client connections served at once; more wait in the kernel's backlog (default 10000).
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

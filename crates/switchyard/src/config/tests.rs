@@ -120,8 +120,104 @@ fn non_loopback_listen_needs_a_token() {
             .any(|p| p.starts_with("error server.admin_token")),
         "{problems:?}"
     );
-    let (c, _) = compile("server: { listen: 0.0.0.0:8088, admin_token: t0k }");
+    let (c, problems) = compile("server: { listen: 0.0.0.0:8088, admin_token: 0123456789abcdef }");
+    assert!(c.is_some() && problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn a_short_admin_token_is_refused_off_loopback_and_warned_on_it() {
+    for listen in ["0.0.0.0:8088", "10.1.2.3:8088", "[::]:8088"] {
+        let (c, problems) = compile(&format!(
+            "server: {{ listen: \"{listen}\", admin_token: t }}"
+        ));
+        assert!(c.is_none(), "{listen}");
+        assert!(
+            problems.iter().any(|p| p.starts_with(
+                "error server.admin_token must be at least 16 characters when listen"
+            )),
+            "{listen}: {problems:?}"
+        );
+    }
+    // 15 characters is one short; multi-byte characters count once.
+    let (c, _) = compile("server: { listen: 0.0.0.0:8088, admin_token: 0123456789abcde }");
+    assert!(c.is_none());
+    let (c, _) = compile("server: { listen: 0.0.0.0:8088, admin_token: ééééééééééééééée }");
     assert!(c.is_some());
+
+    let (c, problems) = compile("server: { listen: 127.0.0.1:8088, admin_token: t }");
+    assert!(c.is_some(), "loopback with a short token still starts");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("warning server.admin_token shorter than 16")),
+        "{problems:?}"
+    );
+    assert!(
+        public_admin_token_problem("0.0.0.0:1".parse().unwrap(), Some("t")).is_some(),
+        "serve --listen applies the same rule"
+    );
+}
+
+#[test]
+fn listener_limits_have_defaults_and_parse() {
+    let (c, problems) = compile("");
+    assert!(problems.is_empty(), "{problems:?}");
+    let limits = c.unwrap().server.limits;
+    assert_eq!(
+        limits,
+        ListenerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
+        }
+    );
+    let (c, problems) = compile(
+        "server: { header_read_timeout: 500ms, body_read_timeout: 2s, idle_timeout: 1m30s, max_connections: 5 }",
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    let limits = c.unwrap().server.limits;
+    assert_eq!(limits.header_read_timeout, Duration::from_millis(500));
+    assert_eq!(limits.body_read_timeout, Duration::from_secs(2));
+    assert_eq!(limits.idle_timeout, Duration::from_secs(90));
+    assert_eq!(limits.max_connections, 5);
+}
+
+#[test]
+fn bad_listener_limits_are_reported_with_their_path() {
+    let (c, problems) = compile(
+        "server: { header_read_timeout: 10, body_read_timeout: 0s, idle_timeout: 2h, max_connections: 0 }",
+    );
+    assert!(c.is_none());
+    let expect = [
+        "error server.header_read_timeout duration 10 needs a unit",
+        "error server.body_read_timeout must be between 100ms and 1h",
+        "error server.idle_timeout must be between 100ms and 1h",
+        "error server.max_connections must be between 1 and 1000000",
+    ];
+    for want in expect {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
+    let (_, problems) = compile("server: { max_connections: -1, idle_timeout: soon }");
+    for want in [
+        "error server.max_connections invalid value",
+        "error server.idle_timeout invalid duration",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
+    let (_, problems) = compile("server: { max_connections: 2000000 }");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("error server.max_connections must be between")),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -150,6 +246,11 @@ fn the_shipped_example_config_compiles_cleanly() {
     let (config, warnings) = load(&path).unwrap_or_else(|p| panic!("{p:?}"));
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(config.sources[0].id, "web");
+    let defaults = compile("").0.expect("an empty config compiles");
+    assert_eq!(
+        config.server.limits, defaults.server.limits,
+        "the example lists the listener limits' defaults"
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod functions;
 mod lineage;
+pub mod listener;
 mod openapi;
 mod profiles;
 mod stream;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod conn;
 mod crash;
 mod forward;
 mod harness;
