@@ -30,6 +30,7 @@ pub struct Metrics {
     pub dead_letters: Family<Labels, Counter>,
     pub log_bytes: Gauge,
     pub function_runs: Family<Labels, Counter>,
+    pub warehouse_discards: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -58,6 +59,7 @@ impl Metrics {
             dead_letters: Family::default(),
             log_bytes: Gauge::default(),
             function_runs: Family::default(),
+            warehouse_discards: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -140,6 +142,11 @@ impl Metrics {
             "Source function runs, by source and outcome (ok, validation, retry, timeout, ...)",
             m.function_runs.clone(),
         );
+        registry.register(
+            "warehouse_discards",
+            "Values, rows and records written to _switchyard_discards, by destination and reason",
+            m.warehouse_discards.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -170,6 +177,13 @@ pub fn source_reason(id: &str, reason: &str) -> Labels {
 
 pub fn destination(id: &str) -> Labels {
     vec![("destination", id.to_owned())]
+}
+
+pub fn destination_reason(id: &str, reason: &str) -> Labels {
+    vec![
+        ("destination", id.to_owned()),
+        ("reason", reason.to_owned()),
+    ]
 }
 
 pub fn reason(r: &str) -> Labels {

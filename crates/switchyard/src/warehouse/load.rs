@@ -2,47 +2,56 @@
 //!
 //! 1. Schema (`schema.rs`): tables and columns missing from the cache are created under an
 //!    advisory lock on the schema, then re-read: whoever created a column first decided its
-//!    type.
-//! 2. Values that do not fit their column's type become NULL, and the row, column, value and
-//!    reason go to `_switchyard_discards`.
-//! 3. In one transaction: per table, `COPY` straight into it (inside a savepoint); if an id
-//!    is already there (a retry, replay or redelivery), undo that and `COPY` into a temporary
-//!    staging table typed like it, then `INSERT … SELECT … ON CONFLICT (id) DO NOTHING`, so a
-//!    retry or replay never duplicates a
-//!    row; `users` and object collections are merged per id in Rust (later non-null values
-//!    win) and upserted.
+//!    type. A column Postgres will not add (a table has at most 1,600) is left out.
+//! 2. Values that do not fit their column's type (or that Postgres cannot hold in it, or
+//!    whose column was left out) become NULL, and the row, column, value and reason go to
+//!    `_switchyard_discards` (`discards.rs`).
+//! 3. In one transaction: per table, the rows are loaded by `isolate.rs` — `COPY` straight
+//!    in, or through a staging table with `ON CONFLICT` when an id is already there (a retry,
+//!    replay or redelivery never duplicates a row) — and rows Postgres refuses for good are
+//!    isolated and discarded while the rest loads. `users` and object collections are merged
+//!    per id in Rust (later non-null values win) and upserted. The discards are written last,
+//!    in the same transaction.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
-use futures_util::SinkExt;
 use indexmap::IndexMap;
 use tokio_postgres::Client;
-use tokio_postgres::error::SqlState;
 
-use super::rows::{Cell, ColType, Row};
-use super::schema::{Columns, SchemaCache, ensure_discards, ident};
+use super::discards::{Discard, count_by_code, write};
+use super::isolate::{Target, load_rows};
+use super::rows::{Cell, ColType, Row, pg_holds_timestamp};
+use super::schema::{Columns, SchemaCache};
 
-/// A value that did not fit its column.
-struct Discard {
-    table: String,
-    column: String,
-    row_id: String,
-    value: String,
-    reason: String,
+/// Why a value cannot go into a column of type `col` (reason, metric label), if it cannot.
+fn misfit(col: ColType, cell: &Cell) -> Option<(String, &'static str)> {
+    let fits = col == cell.ty
+        || col == ColType::Text
+        || (col == ColType::Float && cell.ty == ColType::Integer);
+    if !fits {
+        let reason = format!(
+            "a {:?} value does not fit the column's type {}",
+            cell.ty,
+            col.sql()
+        );
+        return Some((reason, "type_mismatch"));
+    }
+    if col == ColType::Timestamp && !pg_holds_timestamp(&cell.text) {
+        let reason = "Postgres cannot hold this timestamp (year 0, or a zone offset beyond ±15:59)";
+        return Some((reason.into(), "timestamp_out_of_range"));
+    }
+    None
 }
 
-fn fits(col: ColType, cell: &Cell) -> bool {
-    col == cell.ty || col == ColType::Text || (col == ColType::Float && cell.ty == ColType::Integer)
-}
-
-/// COPY text format: `\N` for NULL, backslash escapes for the rest.
-fn copy_field(out: &mut String, v: Option<&str>) {
+/// COPY text format: `\N` for NULL, backslash escapes for the rest. U+0000, which Postgres
+/// text cannot hold, is left out (the rows never have it; this keeps COPY safe regardless).
+pub(super) fn copy_field(out: &mut String, v: Option<&str>) {
     let Some(v) = v else {
         out.push_str("\\N");
         return;
     };
-    let special = |b: &u8| matches!(b, b'\\' | b'\n' | b'\r' | b'\t');
+    let special = |b: &u8| matches!(b, b'\\' | b'\n' | b'\r' | b'\t' | 0);
     if !v.as_bytes().iter().any(special) {
         out.push_str(v);
         return;
@@ -53,6 +62,7 @@ fn copy_field(out: &mut String, v: Option<&str>) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '\0' => {}
             c => out.push(c),
         }
     }
@@ -95,7 +105,7 @@ pub fn plan(cache: &SchemaCache, schema: &str, rows: Vec<Row>) -> Vec<Planned> {
             let want = wanted(&rows);
             match cache.get(schema, &table) {
                 Some(have) if want.keys().all(|c| have.contains_key(c)) => {
-                    Planned::Ready(prepare(table, &rows, &want, &have))
+                    Planned::Ready(prepare(table, &rows, &want, &have, None))
                 }
                 _ => Planned::NeedsDdl(table, rows),
             }
@@ -103,14 +113,20 @@ pub fn plan(cache: &SchemaCache, schema: &str, rows: Vec<Row>) -> Vec<Planned> {
         .collect()
 }
 
-fn prepare(table: String, rows: &[Row], want: &Columns, have: &Columns) -> TablePlan {
+fn prepare(
+    table: String,
+    rows: &[Row],
+    want: &Columns,
+    have: &Columns,
+    left_out: Option<&str>,
+) -> TablePlan {
     let cols: Vec<String> = want
         .keys()
         .filter(|c| have.contains_key(*c))
         .cloned()
         .collect();
     let mut discards = Vec::new();
-    let data = Bytes::from(render(&table, rows, &cols, have, &mut discards));
+    let data = Bytes::from(render(&table, rows, &cols, have, left_out, &mut discards));
     TablePlan {
         upsert: rows.first().is_some_and(|r| r.upsert),
         rows: rows.len(),
@@ -121,94 +137,63 @@ fn prepare(table: String, rows: &[Row], want: &Columns, have: &Columns) -> Table
     }
 }
 
-/// Loads one schema's planned tables in one transaction, after any DDL they need. Returns
-/// rows loaded (before `ON CONFLICT` skips) and values discarded.
+/// What one schema's part of a batch came to.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Rows loaded (before `ON CONFLICT` skips).
+    pub rows: usize,
+    /// Discards written, by metric label.
+    pub discards: BTreeMap<String, u64>,
+}
+
+/// Loads one schema's planned tables in one transaction, after any DDL they need, and
+/// writes `discards` (records that made no rows) with those the load adds.
 pub async fn load(
     client: &mut Client,
     cache: &SchemaCache,
     schema: &str,
     planned: Vec<Planned>,
-) -> Result<(usize, usize), tokio_postgres::Error> {
+    mut discards: Vec<Discard>,
+) -> Result<Loaded, tokio_postgres::Error> {
     let mut plans = Vec::with_capacity(planned.len());
     for p in planned {
         plans.push(match p {
             Planned::Ready(plan) => plan,
             Planned::NeedsDdl(table, rows) => {
                 let want = wanted(&rows);
-                let have = cache.ensure(client, schema, &table, &want).await?;
-                prepare(table, &rows, &want, &have)
+                let (have, left_out) = cache.ensure(client, schema, &table, &want).await?;
+                prepare(table, &rows, &want, &have, left_out.as_deref())
             }
         });
-    }
-    let discards: Vec<Discard> = plans
-        .iter_mut()
-        .flat_map(|p| std::mem::take(&mut p.discards))
-        .collect();
-    if !discards.is_empty() {
-        ensure_discards(client, cache, schema).await?;
     }
     let started = std::time::Instant::now();
     let tx = client.transaction().await?;
     let mut loaded = 0;
-    for (i, plan) in plans.into_iter().enumerate() {
-        let TablePlan {
-            table,
-            cols,
-            data,
-            rows: n,
-            upsert,
-            ..
-        } = plan;
-        let names = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-        let target = format!("{}.{}", ident(schema), ident(&table));
-        // Usually every id is new: COPY straight into the table, as fast as a raw COPY. A
-        // redelivery or replay hits the primary key; then undo that and take the staging path.
-        if !upsert {
-            tx.batch_execute("SAVEPOINT sy_direct").await?;
-            match copy(&tx, &target, &names, data.clone()).await {
-                Ok(()) => {
-                    tx.batch_execute("RELEASE SAVEPOINT sy_direct").await?;
-                    loaded += n;
-                    continue;
-                }
-                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                    tx.batch_execute("ROLLBACK TO SAVEPOINT sy_direct").await?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        // Typed like the target, so COPY parses each value once and the insert casts nothing.
-        let stage = format!("_sy_stage_{i}");
-        tx.batch_execute(&format!(
-            "CREATE TEMP TABLE {stage} (LIKE {target}) ON COMMIT DROP"
-        ))
-        .await?;
-        copy(&tx, &stage, &names, data).await?;
-        tx.batch_execute(&insert_sql(schema, &table, &stage, &cols, upsert))
-            .await?;
-        loaded += n;
+    for mut plan in plans {
+        discards.append(&mut plan.discards);
+        let target = Target {
+            schema,
+            table: &plan.table,
+            cols: &plan.cols,
+            upsert: plan.upsert,
+        };
+        let refused = load_rows(&tx, &target, plan.data).await?;
+        loaded += plan.rows.saturating_sub(refused.len());
+        discards.extend(refused);
     }
-    write_discards(&tx, schema, &discards).await?;
+    write(&tx, cache, schema, &discards).await?;
     tx.commit().await?;
+    if !discards.is_empty() {
+        cache.remember_discards(schema);
+    }
     tracing::debug!(
         took_ms = started.elapsed().as_millis() as u64,
         "warehouse transaction"
     );
-    Ok((loaded, discards.len()))
-}
-
-async fn copy(
-    tx: &tokio_postgres::Transaction<'_>,
-    table: &str,
-    names: &str,
-    data: Bytes,
-) -> Result<(), tokio_postgres::Error> {
-    let sink = tx
-        .copy_in(&format!("COPY {table} ({names}) FROM STDIN"))
-        .await?;
-    futures_util::pin_mut!(sink);
-    sink.send(data).await?;
-    sink.finish().await.map(|_| ())
+    Ok(Loaded {
+        rows: loaded,
+        discards: count_by_code(&discards),
+    })
 }
 
 /// Columns of a table group; a column new in this batch takes its most recent value's type.
@@ -242,11 +227,14 @@ fn merge_by_id(rows: Vec<Row>) -> Vec<Row> {
     merged.into_values().collect()
 }
 
+/// Renders `rows` as COPY text over `cols`. Values that cannot go into their column, and
+/// values of columns the table does not have (`left_out` says why), become discards.
 fn render(
     table: &str,
     rows: &[Row],
     cols: &[String],
     have: &Columns,
+    left_out: Option<&str>,
     discards: &mut Vec<Discard>,
 ) -> String {
     let position: HashMap<&str, usize> = cols
@@ -254,41 +242,44 @@ fn render(
         .enumerate()
         .map(|(i, c)| (c.as_str(), i))
         .collect();
-    let types: Vec<ColType> = cols.iter().map(|c| have[c]).collect();
+    let types: Vec<ColType> = cols
+        .iter()
+        .map(|c| have.get(c).copied().unwrap_or(ColType::Text))
+        .collect();
     let mut out = String::with_capacity(rows.len() * 256);
     let mut slots: Vec<Option<&Cell>> = vec![None; cols.len()];
     for r in rows {
+        let row_id = r.cols.get("id").map_or("", |c| c.text.as_str());
+        let mut discard = |column: &str, value: &str, reason: String, code: &str| {
+            discards.push(Discard {
+                table: table.to_owned(),
+                column: column.to_owned(),
+                row_id: row_id.to_owned(),
+                value: value.to_owned(),
+                reason,
+                code: code.to_owned(),
+            });
+        };
         slots.iter_mut().for_each(|s| *s = None);
         for (k, cell) in &r.cols {
-            if let Some(&i) = position.get(k.as_str()) {
-                slots[i] = Some(cell);
+            match position.get(k.as_str()) {
+                Some(&i) => slots[i] = Some(cell),
+                None => {
+                    let why = left_out.unwrap_or("the table has no such column");
+                    discard(k, &cell.text, why.to_owned(), "column_left_out");
+                }
             }
         }
         for (i, slot) in slots.iter().enumerate() {
             if i > 0 {
                 out.push('\t');
             }
-            let value = slot.and_then(|cell| {
-                if fits(types[i], cell) {
-                    return Some(cell.text.as_str());
+            let value = slot.and_then(|cell| match misfit(types[i], cell) {
+                None => Some(cell.text.as_str()),
+                Some((reason, code)) => {
+                    discard(&cols[i], &cell.text, reason, code);
+                    None
                 }
-                let row_id = r
-                    .cols
-                    .get("id")
-                    .map(|c| c.text.as_str())
-                    .unwrap_or_default();
-                discards.push(Discard {
-                    table: table.to_owned(),
-                    column: cols[i].clone(),
-                    row_id: row_id.to_owned(),
-                    value: cell.text.clone(),
-                    reason: format!(
-                        "a {:?} value does not fit the column's type {}",
-                        cell.ty,
-                        types[i].sql()
-                    ),
-                });
-                None
             });
             copy_field(&mut out, value);
         }
@@ -297,104 +288,80 @@ fn render(
     out
 }
 
-fn insert_sql(schema: &str, table: &str, stage: &str, cols: &[String], upsert: bool) -> String {
-    let names = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-    let target = format!("{}.{}", ident(schema), ident(table));
-    let insert = format!("INSERT INTO {target} ({names}) SELECT {names} FROM {stage}");
-    if !upsert {
-        return format!("{insert} ON CONFLICT (id) DO NOTHING");
-    }
-    // Latest values win: a newer identify overwrites what it carries and keeps the rest.
-    let sets: Vec<String> = cols
-        .iter()
-        .filter(|c| c.as_str() != "id")
-        .map(|c| format!("{n} = COALESCE(EXCLUDED.{n}, {target}.{n})", n = ident(c)))
-        .collect();
-    if sets.is_empty() {
-        return format!("{insert} ON CONFLICT (id) DO NOTHING");
-    }
-    let newer = if cols.iter().any(|c| c == "received_at") {
-        format!(
-            " WHERE {target}.received_at IS NULL OR EXCLUDED.received_at >= {target}.received_at"
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "{insert} ON CONFLICT (id) DO UPDATE SET {}{newer}",
-        sets.join(", ")
-    )
-}
-
-async fn write_discards(
-    tx: &tokio_postgres::Transaction<'_>,
-    schema: &str,
-    discards: &[Discard],
-) -> Result<(), tokio_postgres::Error> {
-    let sql = format!(
-        "INSERT INTO {}._switchyard_discards (table_name, column_name, row_id, value, reason) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        ident(schema)
-    );
-    let mut seen = HashSet::new();
-    for d in discards {
-        if seen.insert((&d.table, &d.row_id, &d.column)) {
-            tx.execute(&sql, &[&d.table, &d.column, &d.row_id, &d.value, &d.reason])
-                .await?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn copy_escaping_and_fit_rules() {
-        let mut s = String::new();
-        copy_field(&mut s, Some("a\tb\\c\nd\re"));
-        s.push('|');
-        copy_field(&mut s, None);
-        assert_eq!(s, "a\\tb\\\\c\\nd\\re|\\N");
-        let cell = |ty| Cell {
+    fn cell(ty: ColType, text: &str) -> Cell {
+        Cell {
             ty,
-            text: "1".into(),
-        };
-        assert!(fits(ColType::Float, &cell(ColType::Integer)));
-        assert!(fits(ColType::Text, &cell(ColType::Boolean)));
-        assert!(!fits(ColType::Integer, &cell(ColType::Float)));
-        assert!(!fits(ColType::Timestamp, &cell(ColType::Text)));
-        assert_eq!(ident("order"), "\"order\"");
+            text: text.into(),
+        }
     }
 
     #[test]
-    fn users_upsert_keeps_older_traits_and_respects_order() {
-        let have: Columns = [
-            ("id", ColType::Text),
-            ("received_at", ColType::Timestamp),
-            ("plan", ColType::Text),
-        ]
-        .into_iter()
-        .map(|(k, t)| (k.to_owned(), t))
-        .collect();
-        let cols: Vec<String> = have.keys().cloned().collect();
-        let sql = insert_sql("web", "users", "_sy_stage_0", &cols, true);
-        assert!(
-            sql.contains(
-                "ON CONFLICT (id) DO UPDATE SET \"received_at\" = COALESCE(EXCLUDED.\"received_at\""
-            ),
-            "{sql}"
+    fn copy_escaping_and_fit_rules() {
+        let mut s = String::new();
+        copy_field(&mut s, Some("a\tb\\c\nd\re\0f"));
+        s.push('|');
+        copy_field(&mut s, None);
+        s.push('|');
+        copy_field(&mut s, Some("x\0"));
+        assert_eq!(s, "a\\tb\\\\c\\nd\\ref|\\N|x");
+        let fits = |col, c: &Cell| misfit(col, c).is_none();
+        assert!(fits(ColType::Float, &cell(ColType::Integer, "1")));
+        assert!(fits(ColType::Text, &cell(ColType::Boolean, "true")));
+        assert!(!fits(ColType::Integer, &cell(ColType::Float, "1.5")));
+        assert!(!fits(ColType::Timestamp, &cell(ColType::Text, "x")));
+        let at = |s| cell(ColType::Timestamp, s);
+        assert!(fits(ColType::Timestamp, &at("2026-01-01T00:00:00+15:59")));
+        assert!(fits(ColType::Text, &at("0000-01-01T00:00:00Z")));
+        let year0 = misfit(ColType::Timestamp, &at("0000-01-01T00:00:00Z"));
+        assert_eq!(year0.map(|m| m.1), Some("timestamp_out_of_range"));
+        assert!(!fits(ColType::Timestamp, &at("2026-01-01T00:00:00-16:00")));
+    }
+
+    #[test]
+    fn values_that_cannot_load_are_null_and_discarded() {
+        let row = Row {
+            table: "t".into(),
+            cols: [
+                ("id", cell(ColType::Text, "m-1")),
+                ("n", cell(ColType::Float, "1.5")),
+                ("gone", cell(ColType::Text, "v")),
+            ]
+            .into_iter()
+            .map(|(k, c)| (k.to_owned(), c))
+            .collect(),
+            upsert: false,
+        };
+        let have: Columns = [("id", ColType::Text), ("n", ColType::Integer)]
+            .into_iter()
+            .map(|(k, t)| (k.to_owned(), t))
+            .collect();
+        let want = wanted(std::slice::from_ref(&row));
+        let plan = prepare("t".into(), &[row], &want, &have, Some("too many columns"));
+        assert_eq!(plan.cols, ["id", "n"]);
+        assert_eq!(&plan.data[..], b"m-1\t\\N\n");
+        let got: Vec<_> = plan
+            .discards
+            .iter()
+            .map(|d| {
+                (
+                    d.column.as_str(),
+                    d.row_id.as_str(),
+                    d.value.as_str(),
+                    d.code.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("gone", "m-1", "v", "column_left_out"),
+                ("n", "m-1", "1.5", "type_mismatch")
+            ]
         );
-        assert!(
-            sql.contains("EXCLUDED.received_at >= \"web\".\"users\".received_at"),
-            "{sql}"
-        );
-        let plain = insert_sql("web", "tracks", "s", &cols, false);
-        assert!(
-            plain.ends_with("ON CONFLICT (id) DO NOTHING")
-                && plain.contains("SELECT \"id\", \"received_at\", \"plan\" FROM s"),
-            "{plain}"
-        );
+        assert_eq!(plan.discards[0].reason, "too many columns");
     }
 }

@@ -2,13 +2,20 @@
 //!
 //! - `snake.rs`: go-snakecase, for schema, table and column names.
 //! - `rows.rs`: one event → its rows (standard columns, flattened context and properties,
-//!   inferred types).
+//!   inferred types); U+0000, which Postgres text cannot hold, is removed first.
 //! - `schema.rs`: the schema cache and DDL under an advisory lock.
-//! - `load.rs`: batches rendered as COPY text, COPY straight in or through staging with
-//!   `ON CONFLICT`, the `users` and object upserts, `_switchyard_discards`.
+//! - `read.rs`: a batch from the log: records → rows, or discards when they cannot be read.
+//! - `load.rs`: batches rendered as COPY text, one transaction per schema per batch.
+//! - `isolate.rs`: one table's rows in savepoints (COPY straight in, or staging with
+//!   `ON CONFLICT`); rows Postgres refuses for good are found by halving and discarded.
+//! - `discards.rs`: `_switchyard_discards`, where every value, row or record that could not
+//!   be loaded is written with its reason.
 //! - `runner.rs`: the destination task: micro-batches from the cursor, retries with backoff.
 
+pub mod discards;
+pub mod isolate;
 pub mod load;
+pub mod read;
 pub mod rows;
 pub mod runner;
 pub mod schema;

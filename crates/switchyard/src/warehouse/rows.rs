@@ -93,6 +93,45 @@ fn is_timestamp(s: &str) -> bool {
         && time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
 }
 
+/// Whether Postgres takes an RFC 3339 timestamp: not year 0, and a zone offset within
+/// ±15:59 (RFC 3339 allows both; Postgres refuses them).
+pub fn pg_holds_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.starts_with(b"0000") {
+        return false;
+    }
+    match b.len().checked_sub(6).map(|i| &b[i..]) {
+        Some([b'+' | b'-', h1 @ b'0'..=b'9', h2 @ b'0'..=b'9', b':', _, _]) => {
+            (h1 - b'0') * 10 + (h2 - b'0') <= 15
+        }
+        _ => true,
+    }
+}
+
+/// Removes U+0000, which Postgres text cannot hold, from every string value of `v`, and from
+/// the keys of objects inside arrays (those become JSON text). Keys that become columns keep
+/// it: go-snakecase reads it as a separator, like any other non-alphanumeric character.
+pub fn strip_nul(v: &mut Value) {
+    strip(v, false);
+}
+
+fn strip(v: &mut Value, json_text: bool) {
+    match v {
+        Value::String(s) if s.contains('\0') => s.retain(|c| c != '\0'),
+        Value::Array(items) => items.iter_mut().for_each(|item| strip(item, true)),
+        // Keys that become equal keep the later value, as JSON parsers do.
+        Value::Object(map) if json_text && map.keys().any(|k| k.contains('\0')) => {
+            for (mut k, mut item) in std::mem::take(map) {
+                k.retain(|c| c != '\0');
+                strip(&mut item, true);
+                map.insert(k, item);
+            }
+        }
+        Value::Object(map) => map.values_mut().for_each(|item| strip(item, json_text)),
+        _ => {}
+    }
+}
+
 fn name(prefix: &str, key: &str) -> String {
     let s = snakecase(key);
     let mut full = if prefix.is_empty() || s.is_empty() {

@@ -1,6 +1,8 @@
 //! The `postgres` destination's task: micro-batches from its cursor (by `batch_rows` or
 //! `batch_interval`, whichever comes first), one transaction per schema per batch, and the
-//! cursor saved only after the commit. When Postgres is down it retries the same batch with
+//! cursor saved only after the commit. Every record it reads is loaded or written to
+//! `_switchyard_discards` with a reason (`read.rs`, `load.rs`, `isolate.rs`). When Postgres is
+//! down — or fails for any reason that is not the rows' own — it retries the same batch with
 //! doubling backoff; the backlog waits in the log like any destination's.
 
 use std::collections::BTreeMap;
@@ -13,23 +15,19 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use super::load::{Planned, load, plan};
-use super::rows::{Row, object_row, rows_for};
+use super::isolate::describe;
+use super::load::load;
+use super::read::{Batch, SchemaBatch, read_batch};
 use super::schema::SchemaCache;
-use super::snake::snakecase;
 use crate::config::{DestinationConfig, PostgresSettings};
 use crate::cursor::{CursorFile, CursorState};
 use crate::destinations::DestinationStatus;
 use crate::log::Committed;
-use crate::log::reader::LogReader;
-use crate::log::record::Kind;
 use crate::log::segment::Position;
 use crate::telemetry::{Metrics, metrics};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Bytes read from the log per batch at most (besides `batch_rows`).
-const MAX_BATCH_BYTES: usize = 64 << 20;
 
 pub struct WarehouseWorker {
     pub dest: DestinationConfig,
@@ -38,14 +36,6 @@ pub struct WarehouseWorker {
     pub data_dir: PathBuf,
     pub committed: watch::Receiver<Committed>,
     pub metrics: Arc<Metrics>,
-}
-
-/// What one batch read from the log holds.
-struct Batch {
-    next: CursorState,
-    /// Planned tables per schema.
-    plans: BTreeMap<String, Vec<Planned>>,
-    events: usize,
 }
 
 impl WarehouseWorker {
@@ -58,7 +48,6 @@ impl WarehouseWorker {
         let mut client: Option<Client> = None;
         let cache = SchemaCache::default();
         let mut backoff = MIN_BACKOFF;
-        let labels = metrics::destination(&self.dest.id);
         let mut prefetched: Option<JoinHandle<std::io::Result<Batch>>> = None;
         loop {
             let batch = match prefetched.take() {
@@ -88,32 +77,21 @@ impl WarehouseWorker {
                 prefetched = Some(self.spawn_read(&cache, batch.next.clone(), committed.end));
             }
             let t = Instant::now();
-            let loaded = self.load(&mut client, &cache, batch.plans).await;
+            let loaded = self.load(&mut client, &cache, batch.schemas).await;
             tracing::debug!(
                 took_ms = t.elapsed().as_millis() as u64,
                 events = batch.events,
                 "warehouse batch loaded"
             );
             match loaded {
-                Ok(()) => {
-                    let (cursor, next) = (
-                        CursorFile::new(&self.data_dir, &self.dest.id),
-                        batch.next.clone(),
-                    );
-                    match tokio::task::spawn_blocking(move || cursor.save(&next)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            tracing::error!(destination = %self.dest.id, error = %e, "cannot save the cursor")
-                        }
-                        Err(_) => break,
+                Ok(discards) => {
+                    if !self
+                        .batch_done(&batch.next, batch.events, discards, &status)
+                        .await
+                    {
+                        break;
                     }
                     state = batch.next;
-                    status.set(&state);
-                    status.set_error(None);
-                    self.metrics
-                        .delivered
-                        .get_or_create(&labels)
-                        .inc_by(batch.events as u64);
                     backoff = MIN_BACKOFF;
                 }
                 Err(e) => {
@@ -127,6 +105,8 @@ impl WarehouseWorker {
                     if client.as_ref().is_some_and(Client::is_closed) {
                         client = None;
                     }
+                    // A table or column may have changed behind our back: re-read them.
+                    cache.forget_all();
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         () = cancel.cancelled() => break,
@@ -136,6 +116,40 @@ impl WarehouseWorker {
             }
         }
         tracing::info!(destination = %self.dest.id, next_seq = state.next_seq, "Destination stopped");
+    }
+
+    /// After a batch committed: saves the cursor, then the status and metrics. False when
+    /// the runtime is shutting down.
+    async fn batch_done(
+        &self,
+        next: &CursorState,
+        events: usize,
+        discards: BTreeMap<String, u64>,
+        status: &DestinationStatus,
+    ) -> bool {
+        let (cursor, to_save) = (CursorFile::new(&self.data_dir, &self.dest.id), next.clone());
+        match tokio::task::spawn_blocking(move || cursor.save(&to_save)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(destination = %self.dest.id, error = %e, "cannot save the cursor")
+            }
+            Err(_) => return false,
+        }
+        status.set(next);
+        status.set_error(None);
+        let id = &self.dest.id;
+        self.metrics
+            .delivered
+            .get_or_create(&metrics::destination(id))
+            .inc_by(events as u64);
+        for (code, n) in discards {
+            let labels = metrics::destination_reason(id, &code);
+            self.metrics
+                .warehouse_discards
+                .get_or_create(&labels)
+                .inc_by(n);
+        }
+        true
     }
 
     /// Waits until `batch_rows` records are waiting, or records have waited `batch_interval`.
@@ -195,14 +209,16 @@ impl WarehouseWorker {
         })
     }
 
+    /// Loads each schema's part of the batch; returns the discards written, by metric label.
     async fn load(
         &self,
         client: &mut Option<Client>,
         cache: &SchemaCache,
-        plans: BTreeMap<String, Vec<Planned>>,
-    ) -> Result<(), tokio_postgres::Error> {
-        if plans.is_empty() {
-            return Ok(());
+        schemas: BTreeMap<String, SchemaBatch>,
+    ) -> Result<BTreeMap<String, u64>, tokio_postgres::Error> {
+        let mut counts = BTreeMap::new();
+        if schemas.is_empty() {
+            return Ok(counts);
         }
         if client.is_none() {
             let (c, connection) = tokio_postgres::connect(&self.settings.url, NoTls).await?;
@@ -215,103 +231,18 @@ impl WarehouseWorker {
             *client = Some(c);
         }
         let Some(c) = client.as_mut() else {
-            return Ok(());
+            return Ok(counts);
         };
-        for (schema, planned) in plans {
-            let (_, discarded) = load(c, cache, &schema, planned).await?;
-            if discarded > 0 {
-                tracing::info!(destination = %self.dest.id, schema, discarded, "values that did not fit their column went to _switchyard_discards");
+        for (schema, part) in schemas {
+            let loaded = load(c, cache, &schema, part.planned, part.discards).await?;
+            if !loaded.discards.is_empty() {
+                tracing::warn!(destination = %self.dest.id, schema, discards = ?loaded.discards,
+                    "values, rows or records went to _switchyard_discards");
+            }
+            for (code, n) in loaded.discards {
+                *counts.entry(code).or_insert(0) += n;
             }
         }
-        Ok(())
-    }
-}
-
-fn read_batch(
-    dir: &std::path::Path,
-    dest: &DestinationConfig,
-    from: CursorState,
-    end: Position,
-    limit: usize,
-    cache: &SchemaCache,
-) -> std::io::Result<Batch> {
-    let mut reader = LogReader::new(dir, from.position);
-    let uuid_ts = crate::event::timestamp::format(time::OffsetDateTime::now_utc());
-    let mut rows: BTreeMap<String, Vec<Row>> = BTreeMap::new();
-    let mut batch = Batch {
-        next: from,
-        plans: BTreeMap::new(),
-        events: 0,
-    };
-    let mut read = 0;
-    while read < limit {
-        let chunk = reader.read(end, (limit - read).min(2000), MAX_BATCH_BYTES)?;
-        let Some(last) = chunk.last() else { break };
-        batch.next = CursorState {
-            position: last.next,
-            next_seq: last.record.seq + 1,
-            done: Vec::new(),
-        };
-        read += chunk.len();
-        for r in &chunk {
-            let e = &r.record.entry;
-            if !matches!(e.kind, Kind::Accepted | Kind::Object)
-                || !dest.wants(&e.source, &e.environment)
-            {
-                continue;
-            }
-            if e.kind == Kind::Object {
-                let at = crate::event::timestamp::format(ms_to_time(e.received_ms));
-                if let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice(&e.body)
-                    && let Some(row) = object_row(&obj, &at, &uuid_ts)
-                {
-                    rows.entry(snakecase(&e.source)).or_default().push(row);
-                }
-                continue;
-            }
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&e.body) else {
-                continue;
-            };
-            if dest.subscribe.as_ref().is_some_and(|f| !f.matches(&v)) {
-                continue;
-            }
-            let serde_json::Value::Object(ev) = v else {
-                continue;
-            };
-            batch.events += 1;
-            rows.entry(snakecase(&e.source))
-                .or_default()
-                .extend(rows_for(&ev, &uuid_ts));
-        }
-    }
-    if read == 0 {
-        batch.next.position = reader.position();
-    }
-    batch.plans = rows
-        .into_iter()
-        .map(|(schema, rows)| {
-            let planned = plan(cache, &schema, rows);
-            (schema, planned)
-        })
-        .collect();
-    Ok(batch)
-}
-
-fn ms_to_time(ms: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-}
-
-/// A Postgres error with the server's message, detail and SQLSTATE when it sent them.
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let detail = db.detail().map(|d| format!(" ({d})")).unwrap_or_default();
-            format!("{}{detail} [SQLSTATE {}]", db.message(), db.code().code())
-        }
-        None => match std::error::Error::source(e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        },
+        Ok(counts)
     }
 }

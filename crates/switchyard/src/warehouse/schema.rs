@@ -1,13 +1,17 @@
 //! The warehouse schema as Postgres has it: a cache shared by the loader and the thread that
 //! prepares the next batch, DDL under an advisory lock on the schema (so racing loaders take
-//! turns), and a re-read of `information_schema` after every change.
+//! turns), and a re-read of `information_schema` after every change. Columns Postgres will
+//! not add because the table is at its 1,600-column limit are left out, and said so.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 
+use super::discards::DISCARDS;
+use super::isolate::describe;
 use super::rows::ColType;
 
 pub type Columns = IndexMap<String, ColType>;
@@ -57,14 +61,33 @@ impl SchemaCache {
             .cloned()
     }
 
-    /// Makes sure `schema.table` has every column in `want`; returns the columns it has.
+    /// Forgets every table, so the next batch re-reads what Postgres has (after a failure
+    /// that may come from a table or column changed behind our back).
+    pub(super) fn forget_all(&self) {
+        self.lock().clear();
+    }
+
+    /// Notes that `schema` has `_switchyard_discards` (created in a load's transaction).
+    pub(super) fn remember_discards(&self, schema: &str) {
+        let cols: Columns = ["table_name", "column_name", "row_id", "value", "reason"]
+            .into_iter()
+            .map(|c| (c.to_owned(), ColType::Text))
+            .chain([("discarded_at".to_owned(), ColType::Timestamp)])
+            .collect();
+        self.lock()
+            .insert((schema.to_owned(), DISCARDS.to_owned()), cols);
+    }
+
+    /// Makes sure `schema.table` has every column in `want`; returns the columns it has, and
+    /// why some were left out when Postgres would not add them (a table has at most 1,600
+    /// columns, SQLSTATE 54011): their values then go to the discards.
     pub(super) async fn ensure(
         &self,
         client: &mut Client,
         schema: &str,
         table: &str,
         want: &Columns,
-    ) -> Result<Columns, tokio_postgres::Error> {
+    ) -> Result<(Columns, Option<String>), tokio_postgres::Error> {
         let have = match self.get(schema, table) {
             Some(h) => h,
             None => {
@@ -72,34 +95,65 @@ impl SchemaCache {
                 self.get(schema, table).unwrap_or_default()
             }
         };
-        let missing: Vec<(&String, &ColType)> = want
+        let missing: Vec<(&String, ColType)> = want
             .iter()
             .filter(|(c, _)| !have.contains_key(*c))
+            .map(|(c, t)| (c, *t))
             .collect();
-        if !missing.is_empty() {
-            let tx = ddl_transaction(client, schema).await?;
-            tx.batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}.{t} (id varchar(1024) PRIMARY KEY)",
-                s = ident(schema),
-                t = ident(table)
-            ))
-            .await?;
-            for (col, ty) in missing {
-                tx.batch_execute(&format!(
-                    "ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}",
-                    ident(schema),
-                    ident(table),
-                    ident(col),
-                    ty.sql()
-                ))
-                .await?;
-            }
-            tx.commit().await?;
-            self.refresh(client, schema, table).await?;
-            return Ok(self.get(schema, table).unwrap_or_default());
+        if missing.is_empty() {
+            return Ok((have, None));
         }
-        Ok(have)
+        let left_out = match add_columns(client, schema, table, &missing, false).await {
+            Err(e) if e.code() == Some(&SqlState::TOO_MANY_COLUMNS) => {
+                add_columns(client, schema, table, &missing, true).await?
+            }
+            other => other?,
+        };
+        self.refresh(client, schema, table).await?;
+        Ok((self.get(schema, table).unwrap_or_default(), left_out))
     }
+}
+
+/// Creates `schema.table` if needed and adds `missing`, in one transaction holding the
+/// schema's lock. `one_by_one`: each column in a savepoint, stopping at the first Postgres
+/// refuses for the table's column limit; returns why the rest was left out.
+async fn add_columns(
+    client: &mut Client,
+    schema: &str,
+    table: &str,
+    missing: &[(&String, ColType)],
+    one_by_one: bool,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let tx = ddl_transaction(client, schema).await?;
+    let (s, t) = (ident(schema), ident(table));
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}.{t} (id varchar(1024) PRIMARY KEY)"
+    ))
+    .await?;
+    let mut left_out = None;
+    for (col, ty) in missing {
+        let alter = format!(
+            "ALTER TABLE {s}.{t} ADD COLUMN IF NOT EXISTS {} {}",
+            ident(col),
+            ty.sql()
+        );
+        if !one_by_one {
+            tx.batch_execute(&alter).await?;
+            continue;
+        }
+        tx.batch_execute("SAVEPOINT sy_column").await?;
+        match tx.batch_execute(&alter).await {
+            Ok(()) => tx.batch_execute("RELEASE SAVEPOINT sy_column").await?,
+            Err(e) if e.code() == Some(&SqlState::TOO_MANY_COLUMNS) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT sy_column").await?;
+                left_out = Some(format!("the column could not be added: {}", describe(&e)));
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit().await?;
+    Ok(left_out)
 }
 
 /// A transaction holding the schema's advisory lock: loaders racing on DDL take turns.
@@ -114,28 +168,4 @@ async fn ddl_transaction<'c>(
     )
     .await?;
     Ok(tx)
-}
-
-pub(super) async fn ensure_discards(
-    client: &mut Client,
-    cache: &SchemaCache,
-    schema: &str,
-) -> Result<(), tokio_postgres::Error> {
-    if cache
-        .get(schema, "_switchyard_discards")
-        .is_some_and(|c| !c.is_empty())
-    {
-        return Ok(());
-    }
-    let tx = ddl_transaction(client, schema).await?;
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}._switchyard_discards (\
-         table_name text NOT NULL, column_name text NOT NULL, row_id text NOT NULL, value text, \
-         reason text NOT NULL, discarded_at timestamptz NOT NULL DEFAULT now(), \
-         PRIMARY KEY (table_name, row_id, column_name))",
-        s = ident(schema)
-    ))
-    .await?;
-    tx.commit().await?;
-    cache.refresh(client, schema, "_switchyard_discards").await
 }

@@ -585,3 +585,5 @@ async fn segment_set_objects_are_upserted_into_their_collection() {
     );
     app.stop().await;
 }
+
+mod faults;

@@ -140,3 +140,46 @@ fn other_types_and_odd_names() {
     );
     assert_eq!(r[1].cols.keys().last().unwrap().len(), MAX_NAME);
 }
+
+#[test]
+fn nul_is_stripped_from_values_and_json_text() {
+    let mut v = json!({"a\u{0}b": "c\u{0}d", "n": 2,
+        "list": ["\u{0}", {"k\u{0}": ["x\u{0}"], "k": 1}], "o": {"p\u{0}": "q\u{0}"}});
+    strip_nul(&mut v);
+    assert_eq!(
+        v,
+        json!({"a\u{0}b": "cd", "n": 2, "list": ["", {"k": 1}], "o": {"p\u{0}": "q"}}),
+        "keys that become columns keep it (snakecase separates there); in arrays the later key wins"
+    );
+    let r = rows(
+        json!({"type":"track","event":"E","messageId":"t","userId":"u",
+        "properties":{"x\u{0}y": "a\u{0}"}}),
+    );
+    assert!(r[1].cols.contains_key("x_y"), "{:?}", r[1].cols.keys());
+}
+
+#[test]
+fn timestamps_postgres_cannot_hold() {
+    for (s, ok) in [
+        ("2026-11-22T09:00:00.000Z", true),
+        ("2026-11-22T09:00:00+15:59", true),
+        ("2026-11-22T09:00:00-15:00", true),
+        ("0001-01-01T00:00:00+01:00", true),
+        ("0000-01-01T00:00:00Z", false),
+        ("2026-11-22T09:00:00+16:00", false),
+        ("2026-11-22T09:00:00-23:59", false),
+        ("", true),
+        ("+x:", true),
+    ] {
+        assert_eq!(pg_holds_timestamp(s), ok, "{s}");
+    }
+    let r = rows(
+        json!({"type":"track","event":"E","messageId":"t","userId":"u",
+        "properties":{"at":"0000-01-01T00:00:00Z"}}),
+    );
+    assert_eq!(
+        r[1].cols["at"].ty,
+        ColType::Timestamp,
+        "still a timestamp; the loader discards the value"
+    );
+}
