@@ -322,3 +322,51 @@ destinations:
             .is_empty()
     );
 }
+
+/// Regression: `Authorization: bearer <token>` (lowercase scheme) must be accepted for a
+/// webhook source token and for the admin token; the auth scheme is case-insensitive
+/// (RFC 9110 §11.1). The admin API refused it.
+#[tokio::test]
+async fn bearer_in_any_case_for_source_and_admin_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "tok_case_0123456789";
+    let yaml = format!(
+        "server: {{ listen: 127.0.0.1:0, data_dir: \"{dir}\", min_free_disk: 1MiB, admin_token: adm_0123456789abcdef }}\nsources:\n  - {{ id: tok-in, type: webhook, token: {token} }}\n",
+        dir = dir.path().display()
+    );
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    for (i, scheme) in ["Bearer", "bearer", "BEARER", "bEaReR"].iter().enumerate() {
+        let auth = format!("{scheme} {token}");
+        let body = track(&format!("case-{i}"), json!({}));
+        let (status, resp) = app
+            .post_with("/webhooks/tok-in", &[("authorization", &auth)], &body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{scheme}: {resp}");
+    }
+    let (status, resp) = app
+        .post_with(
+            "/webhooks/tok-in",
+            &[("authorization", &format!("bearer {token}x"))],
+            &track("case-wrong", json!({})),
+        )
+        .await;
+    assert_eq!(
+        (status, resp["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unverified")),
+        "{resp}"
+    );
+    let inspect = format!("{}/api/v1/inspect", app.url);
+    for (auth, want) in [
+        ("Bearer adm_0123456789abcdef", StatusCode::OK),
+        ("bearer adm_0123456789abcdef", StatusCode::OK),
+        ("BEARER  adm_0123456789abcdef", StatusCode::OK),
+        ("bearer adm_0123456789abcdeX", StatusCode::UNAUTHORIZED),
+        ("Basic adm_0123456789abcdef", StatusCode::UNAUTHORIZED),
+    ] {
+        let r = switchyard::cli::client::call(hyper::Method::GET, &inspect, Some(auth), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, want, "{auth}");
+    }
+    app.stop().await;
+}

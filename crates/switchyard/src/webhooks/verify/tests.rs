@@ -188,11 +188,15 @@ fn tokens_from_path_query_or_bearer() {
         query: Some("a=1&token=tok_0123456789abcdef"),
     };
     assert_eq!(authenticate(&src, query, &h, b"{}", 0), Ok(()));
-    let bearer = headers(&[("authorization", "Bearer tok_0123456789abcdef")]);
-    assert_eq!(
-        authenticate(&src, Presented::default(), &bearer, b"{}", 0),
-        Ok(())
-    );
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let bearer = headers(&[("authorization", &format!("{scheme} tok_0123456789abcdef"))]);
+        assert_eq!(
+            authenticate(&src, Presented::default(), &bearer, b"{}", 0),
+            Ok(()),
+            "{scheme}"
+        );
+    }
     let wrong = Presented {
         path_token: Some("tok_0123456789abcdeX"),
         query: None,
