@@ -175,6 +175,17 @@ async fn standard_webhooks_and_hmac_sha256_senders() {
         "{}",
         stale.1
     );
+    // Regression: far-off timestamps overflowed the tolerance check; correctly signed,
+    // they are refused as stale (401 with the reason), never accepted or a crash.
+    for ts in [i64::MIN, i64::MIN.wrapping_add(now), i64::MAX] {
+        let (status, resp) = post(ts, sign(ts, &body), body.clone()).await;
+        assert_eq!(
+            (status, resp["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unverified")),
+            "{ts}: {resp}"
+        );
+        assert!(resp["message"].as_str().unwrap().contains("5 minutes"));
+    }
     let tampered = post(now, sign(now, &body), track("sw-2", json!({}))).await;
     assert_eq!(tampered.0, StatusCode::UNAUTHORIZED);
     // HMAC-SHA256, GitHub style.
