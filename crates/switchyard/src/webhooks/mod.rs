@@ -8,6 +8,7 @@
 pub mod emit;
 pub mod idempotency;
 pub mod retry;
+pub mod secrets;
 pub mod store;
 pub mod verify;
 
@@ -274,6 +275,9 @@ fn failure(call: &Call<'_>, kind: ErrorKind, outcome: &Outcome, body: &[u8]) -> 
         .error
         .as_ref()
         .map_or(("Error", ""), |e| (e.name.as_str(), e.message.as_str()));
+    let keys = secrets::write_keys(&String::from_utf8_lossy(body));
+    let message = secrets::scrub(message, &keys);
+    let message = message.as_str();
     let reason = format!("function_error: {name}: {message}");
     call.show(Kind::Rejected, reason.clone(), body);
     match kind {
@@ -315,11 +319,20 @@ async fn finish_run(
         Some(Ok((_, ids))) => ids.clone(),
         _ => Vec::new(),
     };
-    log_run(call, outcome, trigger, ids);
+    let keys = secrets::write_keys(&String::from_utf8_lossy(body));
+    log_run(call, outcome, trigger, ids, &keys);
     emitted.transpose().map(|o| o.map(|(n, _)| n))
 }
 
-fn log_run(call: &Call<'_>, outcome: &Outcome, trigger: &'static str, message_ids: Vec<String>) {
+/// Logs a run in the function log; `secrets` (the body's writeKeys) are redacted from what
+/// it printed and threw.
+fn log_run(
+    call: &Call<'_>,
+    outcome: &Outcome,
+    trigger: &'static str,
+    message_ids: Vec<String>,
+    secrets: &[String],
+) {
     let label = outcome.error.as_ref().map_or("ok".to_owned(), |e| {
         serde_json::to_value(e.kind)
             .ok()
@@ -330,7 +343,16 @@ fn log_run(call: &Call<'_>, outcome: &Outcome, trigger: &'static str, message_id
     m.function_runs
         .get_or_create(&metrics::source_reason(call.id, &label))
         .inc();
-    let logs = outcome.logs.clone();
+    let mut logs = outcome.logs.clone();
+    let mut error = outcome.error.clone();
+    if !secrets.is_empty() {
+        logs.iter_mut()
+            .for_each(|l| l.message = secrets::scrub(&l.message, secrets));
+        if let Some(e) = &mut error {
+            e.message = secrets::scrub(&e.message, secrets);
+            e.stack = secrets::scrub(&e.stack, secrets);
+        }
+    }
     call.state.webhooks.logs.push(
         call.id,
         RunLog {
@@ -339,7 +361,7 @@ fn log_run(call: &Call<'_>, outcome: &Outcome, trigger: &'static str, message_id
             duration_ms: outcome.duration.as_secs_f64() * 1000.0,
             events: outcome.events.len(),
             logs,
-            error: outcome.error.clone(),
+            error,
             trigger,
             message_ids,
         },

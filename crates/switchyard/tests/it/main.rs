@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod crash;
 mod forward;
+mod functions;
 mod harness;
 mod ingest;
 mod isolation;
