@@ -120,3 +120,72 @@ async fn a_stored_retry_request_keeps_no_write_key() {
     app.stop().await;
     assert_eq!(files_containing(d, SECRET.as_bytes()), Vec::<String>::new());
 }
+
+const FLOOD: &str = r#"async function onRequest(request) {
+  const b = request.json();
+  let stopped = -1;
+  for (let i = 0; i < b.n; i++) {
+    try {
+      Segment.track({event: 'Flood', userId: 'u', messageId: 'flood-' + i, properties: {pad: 'x'.repeat(b.pad || 0)}});
+    } catch (e) {
+      if (stopped < 0) stopped = i;
+      if (!b.keepGoing) throw e;
+    }
+  }
+  console.log('stopped at', stopped);
+}"#;
+
+/// Regression: one request whose function emitted 100,000 events raised RSS tenfold. A run
+/// may emit at most 2,500 events (the ingest bound on one request), enforced at each
+/// emit; past it the run fails with a clear 400 and emits nothing, even when the function
+/// catches the error. Output over 8 MiB of JSON fails the same way.
+#[tokio::test]
+async fn a_run_emitting_too_many_events_fails_and_emits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), FLOOD, "workers: 1").await;
+    for keep_going in [false, true] {
+        let body = json!({"n": 100_000, "keepGoing": keep_going}).to_string();
+        let (status, resp) = app.post_with("/webhooks/f", &[JSON], body.as_bytes()).await;
+        assert_eq!(
+            (status, resp["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("function_error")),
+            "{resp}"
+        );
+        let msg = resp["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with("EmitLimitError: a run may emit at most 2500 events")
+                && msg.contains("nothing was emitted"),
+            "{msg}"
+        );
+    }
+    let (_, logs) = app.get("/api/v1/sources/f/function-logs").await;
+    let caught = &logs["runs"][0];
+    assert_eq!(
+        (&caught["events"], &caught["logs"][0]["message"]),
+        (&json!(0), &json!("stopped at 2500")),
+        "the cap is enforced as events are emitted: {logs}"
+    );
+    // 40 events of 300 KB each: under the count, over the size.
+    let body = json!({"n": 40, "pad": 300_000}).to_string();
+    let (status, resp) = app.post_with("/webhooks/f", &[JSON], body.as_bytes()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+    assert!(
+        resp["message"]
+            .as_str()
+            .unwrap()
+            .contains("characters of events and objects as JSON"),
+        "{resp}"
+    );
+    // Exactly the cap is fine, and all of it is accepted.
+    let body = json!({"n": 2500}).to_string();
+    let (status, resp) = app.post_with("/webhooks/f", &[JSON], body.as_bytes()).await;
+    assert_eq!(
+        (status, resp["emitted"].as_u64()),
+        (StatusCode::OK, Some(2500)),
+        "{resp}"
+    );
+    let events = app.delivered(2500).await;
+    assert_eq!(events.len(), 2500, "nothing from the failed runs");
+    assert!(events.iter().all(|e| e["event"] == "Flood"));
+    app.stop().await;
+}
