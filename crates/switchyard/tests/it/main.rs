@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod crash;
+mod egress;
 mod forward;
 mod functions;
 mod harness;
