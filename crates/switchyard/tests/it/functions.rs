@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::*;
 
@@ -49,6 +49,33 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     found
 }
 
+/// Waits (10 s at most) until source `f` has `n` function dead letters.
+async fn function_dead_letters(app: &TestApp, n: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = app.get("/api/v1/sources/f/function-dead-letters").await;
+        if body["dead_letters"]
+            .as_array()
+            .is_some_and(|a| a.len() == n)
+        {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "never dead-lettered: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every console line of every run in a function-logs answer.
+fn console_lines(logs: &Value) -> Vec<String> {
+    logs["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["logs"].as_array().cloned().unwrap_or_default())
+        .map(|l| l["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 const SECRET: &str = "wk_body_secret_4242";
 
 const ALWAYS_RETRY: &str = r#"async function onRequest(request) {
@@ -79,18 +106,7 @@ async fn a_stored_retry_request_keeps_no_write_key() {
         assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
         assert!(!resp.to_string().contains(SECRET), "{resp}");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let dead = loop {
-        let (_, body) = app.get("/api/v1/sources/f/function-dead-letters").await;
-        if body["dead_letters"]
-            .as_array()
-            .is_some_and(|a| a.len() == 2)
-        {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "never dead-lettered: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let dead = function_dead_letters(&app, 2).await;
     let bodies: Vec<&str> = dead["dead_letters"]
         .as_array()
         .unwrap()
@@ -103,13 +119,7 @@ async fn a_stored_retry_request_keeps_no_write_key() {
         "the re-run saw the body without writeKey"
     );
     let (_, logs) = app.get("/api/v1/sources/f/function-logs").await;
-    let lines: Vec<String> = logs["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r["logs"].as_array().cloned().unwrap_or_default())
-        .map(|l| l["message"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let lines = console_lines(&logs);
     assert!(lines.iter().any(|l| l == "has writeKey true"), "{logs}");
     assert!(lines.iter().any(|l| l == "has writeKey false"), "{logs}");
     let (_, recent) = app.get("/api/v1/sources/f/events").await;
