@@ -1,7 +1,9 @@
-//! The SSRF guard for HTTP(S) egress (SPEC §3b): webhook and segment destinations, and later
+//! The SSRF guard for HTTP(S) egress (SPEC §3b): webhook and segment destinations, and
 //! `fetch` in functions. The check runs on the resolved address at connect time, inside the
 //! connector, so DNS rebinding cannot slip past it. Redirects are never followed and proxy
-//! environment variables are never read (hyper's client does neither).
+//! environment variables are never read (hyper's client does neither). An IPv6 address that
+//! reaches an IPv4 one is judged as that IPv4 address; `literal.rs` also reads URL hosts
+//! spelled as numbers (`0x7f000001`), for `check`'s warning on literal URLs.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -13,6 +15,10 @@ use std::time::Duration;
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+mod literal;
+
+pub use literal::literal_host_ip;
 
 /// One `server.egress_allow` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +61,9 @@ impl AllowRule {
             AllowRule::Cidr(net, bits) => in_cidr(ip, *net, *bits),
             AllowRule::HostPort(h, p) => {
                 *p == port
-                    && (h.eq_ignore_ascii_case(host) || h.parse::<IpAddr>().is_ok_and(|a| a == ip))
+                    && (h.eq_ignore_ascii_case(host)
+                        || h.parse::<IpAddr>()
+                            .is_ok_and(|a| canonical(a) == canonical(ip)))
             }
         }
     }
@@ -73,10 +81,11 @@ fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     }
 }
 
-/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+/// IPv6 addresses that reach an IPv4 address (mapped, compatible, NAT64, 6to4, Teredo) are
+/// judged as that IPv4 address.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => literal::embedded_v4(v6).map_or(ip, IpAddr::V4),
         v4 => v4,
     }
 }
@@ -116,6 +125,8 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
         }
         _ if ip.is_loopback() => "a loopback address",
         _ if ip.is_unspecified() => "an unspecified address",
+        // Local-use NAT64 (RFC 8215): a private translator, its IPv4 placement unknown.
+        _ if ip.segments()[..3] == [0x64, 0xff9b, 1] => "a local-use NAT64 address",
         _ if first & 0xfe00 == 0xfc00 => "a private (unique local) address",
         _ if first & 0xffc0 == 0xfe80 => "a link-local address",
         _ if ip.is_multicast() => "a multicast address",
@@ -249,140 +260,4 @@ impl tower_service::Service<Uri> for GuardedConnector {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn default_refusals() {
-        for a in [
-            "127.0.0.1",
-            "127.9.9.9",
-            "::1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "100.64.0.1",
-            "169.254.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "0.1.2.3",
-            "fc00::1",
-            "fd00:ec2::254",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1",
-            "::",
-        ] {
-            assert!(forbidden_reason(ip(a)).is_some(), "{a} must be refused");
-        }
-        for a in [
-            "8.8.8.8",
-            "172.32.0.1",
-            "100.128.0.1",
-            "2606:4700::1111",
-            "::ffff:8.8.8.8",
-            "1.1.1.1",
-        ] {
-            assert_eq!(forbidden_reason(ip(a)), None, "{a} is public");
-        }
-        assert_eq!(
-            forbidden_reason(ip("169.254.169.254")),
-            Some("a cloud metadata address")
-        );
-    }
-
-    #[test]
-    fn policy_and_allow_rules() {
-        let strict = EgressPolicy::default();
-        assert!(
-            strict
-                .check("localhost", ip("127.0.0.1"), 80)
-                .unwrap_err()
-                .contains("loopback")
-        );
-        assert!(
-            strict
-                .check("example.com", ip("93.184.216.34"), 443)
-                .is_ok()
-        );
-        let open = EgressPolicy {
-            allow_private_networks: true,
-            allow: vec![],
-        };
-        assert!(open.check("localhost", ip("127.0.0.1"), 80).is_ok());
-        let allow = EgressPolicy {
-            allow_private_networks: false,
-            allow: vec![
-                AllowRule::parse("127.0.0.1:9000").unwrap(),
-                AllowRule::parse("10.0.0.0/8").unwrap(),
-                AllowRule::parse("hooks.internal:8080").unwrap(),
-            ],
-        };
-        assert!(allow.check("127.0.0.1", ip("127.0.0.1"), 9000).is_ok());
-        assert!(
-            allow.check("127.0.0.1", ip("127.0.0.1"), 9001).is_err(),
-            "host:port allows only that port"
-        );
-        assert!(allow.check("x", ip("10.200.0.1"), 1).is_ok());
-        assert!(
-            allow.check("x", ip("::ffff:10.200.0.1"), 1).is_ok(),
-            "mapped addresses match IPv4 rules"
-        );
-        assert!(
-            allow
-                .check("hooks.internal", ip("192.168.0.5"), 8080)
-                .is_ok()
-        );
-        assert!(
-            allow
-                .check("other.internal", ip("192.168.0.5"), 8080)
-                .is_err()
-        );
-    }
-
-    #[test]
-    fn parsing_rules() {
-        assert_eq!(
-            AllowRule::parse("[::1]:9000"),
-            Ok(AllowRule::HostPort("::1".into(), 9000))
-        );
-        assert_eq!(
-            AllowRule::parse("fd00::/8"),
-            Ok(AllowRule::Cidr(ip("fd00::"), 8))
-        );
-        for bad in ["10.0.0.0/33", "nohost", "host:notaport", ":80", "1.2.3/8"] {
-            assert!(AllowRule::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[tokio::test]
-    async fn the_connector_refuses_at_connect_time() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mut c = GuardedConnector {
-            policy: Arc::new(EgressPolicy::default()),
-            connect_timeout: Duration::from_secs(2),
-        };
-        let uri: Uri = format!("http://localhost:{port}/").parse().unwrap();
-        let err = tower_service::Service::call(&mut c, uri.clone())
-            .await
-            .expect_err("a name resolving to loopback is refused");
-        assert!(
-            denied_reason(&err).is_some_and(|r| r.contains("loopback")),
-            "{err}"
-        );
-        let mut open = GuardedConnector {
-            policy: Arc::new(EgressPolicy {
-                allow_private_networks: true,
-                allow: vec![],
-            }),
-            connect_timeout: Duration::from_secs(2),
-        };
-        assert!(tower_service::Service::call(&mut open, uri).await.is_ok());
-    }
-}
+mod tests;

@@ -38,10 +38,14 @@ pub fn url(u: &str) -> String {
         None => (u, None),
     };
     let base = match base.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@').filter(|(ui, _)| !ui.contains('/')) {
-            Some((userinfo, host)) => format!("{scheme}://{}@{host}", redacted(userinfo)),
-            None => base.to_owned(),
-        },
+        // The user-info ends at the authority's last `@` (a password may hold one).
+        Some((scheme, rest)) => {
+            let authority = rest.split('/').next().unwrap_or(rest);
+            match authority.rfind('@') {
+                Some(at) => format!("{scheme}://{}{}", redacted(&rest[..at]), &rest[at..]),
+                None => base.to_owned(),
+            }
+        }
         None => base.to_owned(),
     };
     match query {
@@ -86,5 +90,17 @@ mod tests {
             "{u}"
         );
         assert!(!u.contains("abc") && !u.contains("pw"));
+        // A password holding an unescaped `@` is redacted whole (the last `@` ends it).
+        let u = url("nats://user:p@ss@127.0.0.1:4222");
+        assert!(
+            u.starts_with("nats://***:") && u.ends_with("@127.0.0.1:4222"),
+            "{u}"
+        );
+        assert!(!u.contains("ss@1"), "{u}");
+        assert_eq!(
+            url("https://h/a@b"),
+            "https://h/a@b",
+            "an @ in the path is not user-info"
+        );
     }
 }

@@ -1,17 +1,17 @@
 //! `switchyard test-function --config FILE --source ID --request FILE`: runs a source's
 //! function on a saved request and prints `{"events", "logs", "error"}`. Offline: it never
-//! opens `data_dir` and stores nothing. Exits 1 when the function threw.
+//! opens `data_dir` and stores nothing. Exits 1 when the function threw. The run takes the
+//! server's path (`functions::pool`), so awaited `fetch`es and timers settle the same way.
 
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
 use crate::config::SourceKind;
 use crate::delivery::http::HttpClient;
 use crate::egress::EgressPolicy;
-use crate::functions::engine::Engine;
-use crate::functions::host::FetchHost;
+use crate::functions::pool::Pool;
 use crate::functions::saved;
 
 #[derive(clap::Args)]
@@ -61,25 +61,25 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
         allow_private_networks: config.server.allow_private_networks,
         allow: config.server.egress_allow.clone(),
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // The server's path: the function pool (a worker thread owning the engine) whose
+    // `fetch`es run on a multi-threaded runtime while this thread waits for the outcome.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()?;
-    let _guard = rt.enter();
-    // The runtime is driven on a second thread so `fetch` completes while this one waits.
-    let driver = rt.handle().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let background = std::thread::spawn(move || {
-        driver.block_on(async {
-            let _ = stopped.await;
-        })
-    });
-    let client = HttpClient::new(policy).context("cannot load the system's TLS roots")?;
-    let fetch = Rc::new(FetchHost::new(client, rt.handle().clone()));
-    let mut engine = Engine::new(&f.filename, &f.code, config.functions.limits, fetch)
-        .map_err(|e| anyhow::anyhow!("{}: {}", e.location, e.message))?;
-    let report: saved::Report = engine.call(&req, &f.settings_json).into();
-    let _ = stop.send(());
-    let _ = background.join();
+    let report: saved::Report = rt.block_on(async {
+        let client = HttpClient::new(policy).context("cannot load the system's TLS roots")?;
+        let pool = Pool::start(
+            vec![f.clone()],
+            1,
+            config.functions.limits,
+            client,
+            tokio::runtime::Handle::current(),
+        )
+        .context("cannot start the function worker")?;
+        let outcome = pool.run(&args.source, Arc::new(req)).await?;
+        anyhow::Ok(outcome.into())
+    })?;
     let ok = report.error.is_none();
     let text = match args.format.as_deref() {
         Some("json") => serde_json::to_string(&report)?,

@@ -466,11 +466,8 @@ fn check_literal_url(cx: &mut Cx, text: &str, path: &str, server: &ServerConfig)
         } else {
             80
         });
-    let ip = if host.eq_ignore_ascii_case("localhost") {
-        Some(std::net::IpAddr::from([127, 0, 0, 1]))
-    } else {
-        host.parse().ok()
-    };
+    // Any spelling the resolver reads as an address: `127.1`, `0x7f000001`, `[::127.0.0.1]`.
+    let ip = crate::egress::literal_host_ip(host);
     let policy = crate::egress::EgressPolicy {
         allow_private_networks: server.allow_private_networks,
         allow: server.egress_allow.clone(),

@@ -17,14 +17,17 @@ pub struct NatsPublisher {
 }
 
 impl NatsPublisher {
+    /// Errors name the URL with its user-info redacted: they reach `inspect`, `check` and
+    /// the log.
     pub async fn connect(url: &str, core: bool) -> Result<NatsPublisher, String> {
         let connect = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .connect(url);
+        let shown = crate::redact::url(url);
         let client = tokio::time::timeout(Duration::from_secs(10), connect)
             .await
-            .map_err(|_| format!("connecting to {url} timed out"))?
-            .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+            .map_err(|_| format!("connecting to {shown} timed out"))?
+            .map_err(|e| format!("cannot connect to {shown}: {e}"))?;
         let js = async_nats::jetstream::new(client.clone());
         Ok(NatsPublisher { client, js, core })
     }

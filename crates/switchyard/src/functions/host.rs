@@ -25,6 +25,12 @@ pub const MAX_FETCHES_PER_RUN: u32 = 100;
 pub const MAX_FETCH_BODY: usize = 5 << 20;
 /// Timers one run may set.
 pub const MAX_TIMERS_PER_RUN: u32 = 1000;
+/// Events and objects one run may emit (`Segment.track` ... `Segment.set`), checked at each
+/// emit: the ingest bound on one request's events, so none is cut off as `batch_too_large`.
+pub const MAX_EMITTED_PER_RUN: usize = crate::ingest::MAX_BATCH_EVENTS;
+/// Characters of JSON of one run's events and objects, checked before they leave the
+/// engine, so the copies the host makes of a run's output stay small.
+pub const MAX_EMITTED_BYTES: usize = 8 << 20;
 
 /// What woke a run that was waiting.
 pub enum Wake {
@@ -207,6 +213,8 @@ pub fn install<'js>(
 ) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
     let fetch_for_timers = fetch.clone();
+    host.set("maxEmitted", MAX_EMITTED_PER_RUN)?;
+    host.set("maxEmittedBytes", MAX_EMITTED_BYTES)?;
     host.set("btoa", Function::new(ctx.clone(), btoa)?)?;
     host.set("atob", Function::new(ctx.clone(), atob)?)?;
     host.set(

@@ -255,6 +255,16 @@
   let objects = [];
   // Indexes of emitted events without a messageId: the host gives them a deterministic one.
   let noId = [];
+  // A run may emit at most host.maxEmitted events and objects (checked at each emit) and
+  // host.maxEmittedBytes of JSON; past either, the run fails and emits nothing, even if the
+  // function caught the error.
+  const EmitLimitError = errorClass('EmitLimitError');
+  let overLimit;
+  function admit() {
+    if (overLimit === undefined && events.length + objects.length < host.maxEmitted) return;
+    overLimit = overLimit || 'a run may emit at most ' + host.maxEmitted + ' events and objects';
+    throw new EmitLimitError(overLimit + '; nothing was emitted');
+  }
   const COMMON = ['userId', 'anonymousId', 'context', 'integrations', 'messageId', 'sentAt', 'timestamp'];
   function put(out, key, value) { if (value) out[key] = value; }
   function need(msg, field) {
@@ -264,6 +274,7 @@
     return function (msg) {
       for (const f of required) need(msg, f);
       if (!msg.userId && !msg.anonymousId) throw new ValidationError('One of userId,anonymousId is required but not defined');
+      admit();
       const out = { type: type };
       for (const f of fields) put(out, f, msg[f]);
       for (const f of COMMON) put(out, f, msg[f]);
@@ -281,6 +292,7 @@
     set: function (msg) {
       need(msg, 'collection');
       need(msg, 'id');
+      admit();
       const out = { collection: String(msg.collection), id: String(msg.id) };
       put(out, 'properties', msg.properties);
       objects.push(out);
@@ -309,6 +321,7 @@
   Object.defineProperty(g, '__run', {
     value: function (body, headersJson, url, settingsJson) {
       events = []; objects = []; noId = []; logs = []; logBytes = 0; settled = undefined;
+      overLimit = undefined;
       pending.clear();
       timers.clear();
       let p;
@@ -324,12 +337,20 @@
   Object.defineProperty(g, '__poll', {
     value: function () {
       if (settled === undefined) return null;
+      const failed = (name, message) =>
+        JSON.stringify({ ok: false, name: name, message: message, stack: '', logs: logs, events: [], objects: [] });
+      if (overLimit !== undefined) return failed('EmitLimitError', overLimit + '; nothing was emitted');
+      let out;
       try {
-        return JSON.stringify(Object.assign({}, settled, { logs: logs, events: events, no_id: noId, objects: objects }));
+        out = JSON.stringify(Object.assign({}, settled, { logs: logs, events: events, no_id: noId, objects: objects }));
       } catch (e) {
-        const message = 'an emitted event is not JSON: ' + e.message;
-        return JSON.stringify({ ok: false, name: 'InvalidEventPayload', message: message, stack: '', logs: logs, events: [], objects: [] });
+        return failed('InvalidEventPayload', 'an emitted event is not JSON: ' + e.message);
       }
+      if (settled.ok && out.length > host.maxEmittedBytes) {
+        return failed('EmitLimitError', 'a run may emit at most ' + host.maxEmittedBytes +
+          ' characters of events and objects as JSON; this one emitted ' + out.length + '; nothing was emitted');
+      }
+      return out;
     },
   });
 })(globalThis);

@@ -329,3 +329,33 @@ mod hostile {
         }
     }
 }
+
+/// Regression (100,000 emitted events raised RSS tenfold): events and objects count
+/// together against the cap at each emit; a run past it fails even if the function
+/// caught the error, and the engine's next run starts from zero.
+#[test]
+fn the_emit_cap_counts_events_and_objects_and_resets_per_run() {
+    let cap = host::MAX_EMITTED_PER_RUN;
+    let mut e = engine(
+        r#"async function onRequest(request) {
+  const n = request.json().n;
+  for (let i = 0; i < n; i++) {
+    try {
+      if (i % 2) Segment.set({collection: 'c', id: String(i)});
+      else Segment.identify({userId: 'u' + i});
+    } catch (err) { console.log(err.name, i); }
+  }
+}"#,
+    );
+    let o = e.call(&request(&format!(r#"{{"n":{}}}"#, cap + 3)), "{}");
+    let err = o.error.as_ref().expect("over the cap");
+    assert_eq!(
+        (err.kind, err.name.as_str()),
+        (ErrorKind::Other, "EmitLimitError")
+    );
+    assert!(o.events.is_empty() && o.objects.is_empty());
+    assert_eq!(o.logs[0].message, format!("EmitLimitError {cap}"));
+    let o = e.call(&request(&format!(r#"{{"n":{cap}}}"#)), "{}");
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(o.events.len() + o.objects.len(), cap);
+}

@@ -23,7 +23,9 @@ pub async fn admin_auth(
             let given = headers
                 .get(AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
+                .and_then(|v| v.trim().split_once(' '))
+                // The auth scheme is case-insensitive (RFC 9110 §11.1): `bearer` works too.
+                .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then_some(token));
             let ok = given.is_some_and(|g| bool::from(g.trim().as_bytes().ct_eq(token.as_bytes())));
             if !ok {
                 return Err(ApiError::unauthorized(

@@ -4,8 +4,8 @@
 use std::io::Read;
 
 use axum::body::Body;
-use axum::http::HeaderMap;
 use axum::http::header::CONTENT_ENCODING;
+use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
 
@@ -57,8 +57,12 @@ pub fn decode(encoding: &str, wire: Bytes, limit: usize) -> Result<Bytes, ApiErr
         "" | "identity" => wire,
         "gzip" | "x-gzip" => inflate(MultiGzDecoder::new(&wire[..]), limit)?,
         // HTTP "deflate" is zlib-wrapped, but some clients send raw deflate: accept both.
-        "deflate" => inflate(ZlibDecoder::new(&wire[..]), limit)
-            .or_else(|_| inflate(DeflateDecoder::new(&wire[..]), limit))?,
+        // Only a body that is not zlib falls back; one over the limit stays a 413.
+        "deflate" => match inflate(ZlibDecoder::new(&wire[..]), limit) {
+            Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => return Err(e),
+            Ok(out) => out,
+            Err(_) => inflate(DeflateDecoder::new(&wire[..]), limit)?,
+        },
         other => {
             let msg = format!("unsupported Content-Encoding {other:?}; use gzip, deflate or none");
             return Err(ApiError::unsupported_media(msg));
@@ -88,9 +92,8 @@ fn inflate(reader: impl Read, limit: usize) -> Result<Bytes, ApiError> {
 mod tests {
     use std::io::Write;
 
-    use axum::http::StatusCode;
     use flate2::Compression;
-    use flate2::write::{GzEncoder, ZlibEncoder};
+    use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
 
     use super::*;
 
@@ -139,6 +142,19 @@ mod tests {
                 .status,
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         );
+        // Regression: an oversized zlib body answered 400 once the raw fallback failed.
+        let mut zlib = ZlibEncoder::new(Vec::new(), Compression::default());
+        zlib.write_all(&vec![b' '; 2 * MAX_BODY_BYTES]).unwrap();
+        let mut raw = DeflateEncoder::new(Vec::new(), Compression::default());
+        raw.write_all(&vec![b' '; 2 * MAX_BODY_BYTES]).unwrap();
+        for bomb in [zlib.finish().unwrap(), raw.finish().unwrap()] {
+            assert_eq!(
+                decode("deflate", Bytes::from(bomb), MAX_BODY_BYTES)
+                    .unwrap_err()
+                    .status,
+                StatusCode::PAYLOAD_TOO_LARGE
+            );
+        }
         let limit = vec![b' '; MAX_BODY_BYTES];
         assert!(
             decode("gzip", gzip(&limit), MAX_BODY_BYTES).is_ok(),

@@ -3,11 +3,14 @@
 //! Order: authenticate (signature and/or token) → admission → idempotency → the source's
 //! function (`functions/`) or the body passed through as Segment events → the HTTP API's
 //! path into the durable log (`ingest::to_entries`, `ingest::append`) → the answer, only
-//! once durable. A `RetryError` stores the request (`store.rs`) for `retry.rs` to re-run.
+//! once durable. A `RetryError` stores the request (`store.rs`) for `retry.rs` to re-run;
+//! `run.rs` turns a finished run into log entries and a function-log entry.
 
 pub mod emit;
 pub mod idempotency;
 pub mod retry;
+mod run;
+pub mod secrets;
 pub mod store;
 pub mod verify;
 
@@ -23,15 +26,15 @@ use serde_json::json;
 
 use crate::config::{Config, WebhookSource};
 use crate::event::RequestContext;
-use crate::functions::logs::{FunctionLogs, RunLog};
+use crate::functions::logs::FunctionLogs;
 use crate::functions::pool::{FunctionSpec, Pool, PoolError};
 use crate::functions::{ErrorKind, FnRequest, Outcome};
 use crate::http::ApiError;
 use crate::ingest;
 use crate::log::record::{Entry, Kind};
 use crate::state::AppState;
-use crate::telemetry::metrics;
 use idempotency::Claim;
+use run::finish_run;
 
 /// Everything webhook sources share: the function pool and log, and the durable state.
 pub struct Webhooks {
@@ -274,6 +277,9 @@ fn failure(call: &Call<'_>, kind: ErrorKind, outcome: &Outcome, body: &[u8]) -> 
         .error
         .as_ref()
         .map_or(("Error", ""), |e| (e.name.as_str(), e.message.as_str()));
+    let keys = secrets::write_keys(&String::from_utf8_lossy(body));
+    let message = secrets::scrub(message, &keys);
+    let message = message.as_str();
     let reason = format!("function_error: {name}: {message}");
     call.show(Kind::Rejected, reason.clone(), body);
     match kind {
@@ -297,71 +303,6 @@ fn pool_error(e: PoolError) -> ApiError {
         PoolError::Closed => ApiError::unavailable("draining", e.to_string()),
         PoolError::NoFunction(_) => ApiError::internal("no_function", e),
     }
-}
-
-/// Emits a successful run's events (`None` when the run failed), then logs the run with the
-/// messageIds it produced, so the lineage view can show which run made an event.
-async fn finish_run(
-    call: &Call<'_>,
-    outcome: &Outcome,
-    body: &[u8],
-    trigger: &'static str,
-) -> Result<Option<usize>, ApiError> {
-    let emitted = match outcome.error {
-        None => Some(emit_function(call, outcome, body).await),
-        Some(_) => None,
-    };
-    let ids = match &emitted {
-        Some(Ok((_, ids))) => ids.clone(),
-        _ => Vec::new(),
-    };
-    log_run(call, outcome, trigger, ids);
-    emitted.transpose().map(|o| o.map(|(n, _)| n))
-}
-
-fn log_run(call: &Call<'_>, outcome: &Outcome, trigger: &'static str, message_ids: Vec<String>) {
-    let label = outcome.error.as_ref().map_or("ok".to_owned(), |e| {
-        serde_json::to_value(e.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
-    });
-    let m = &call.state.metrics;
-    m.function_runs
-        .get_or_create(&metrics::source_reason(call.id, &label))
-        .inc();
-    let logs = outcome.logs.clone();
-    call.state.webhooks.logs.push(
-        call.id,
-        RunLog {
-            at_ms: crate::event::now_ms(),
-            outcome: label,
-            duration_ms: outcome.duration.as_secs_f64() * 1000.0,
-            events: outcome.events.len(),
-            logs,
-            error: outcome.error.clone(),
-            trigger,
-            message_ids,
-        },
-    );
-}
-
-/// Appends what a successful run emitted; returns how many events were accepted and the
-/// messageIds of all of them (duplicates included).
-async fn emit_function(
-    call: &Call<'_>,
-    outcome: &Outcome,
-    body: &[u8],
-) -> Result<(usize, Vec<String>), ApiError> {
-    if outcome.events.is_empty() && outcome.objects.is_empty() {
-        return Ok((0, Vec::new()));
-    }
-    let cx = context(call, None);
-    let mut entries =
-        emit::function_entries(&outcome.events, &outcome.without_message_id, &cx, body);
-    let ids = entries.iter().map(|e| e.message_id.clone()).collect();
-    entries.extend(emit::object_entries(&outcome.objects, &cx));
-    Ok((append_and_show(call, entries).await?, ids))
 }
 
 fn context<'a>(call: &'a Call<'a>, pass: Option<&emit::PassThrough<'a>>) -> RequestContext<'a> {

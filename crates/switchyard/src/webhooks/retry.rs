@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::secrets;
 use super::store::StoredRequest;
 use super::{Call, finish_run, request_key};
 use crate::config::{FunctionRetry, SourceKind};
@@ -33,17 +34,20 @@ fn message(outcome: &Outcome) -> String {
         .map_or_else(String::new, |e| format!("{}: {}", e.name, e.message))
 }
 
-/// Stores the request of a run that threw `RetryError`; 202 once it is durable.
+/// Stores the request of a run that threw `RetryError`; 202 once it is durable. What is
+/// stored keeps no secret (SPEC §3b): secret-bearing headers and the body's top-level
+/// `writeKey` are dropped, so a re-run sees the body without it.
 pub(super) fn store_first(
     call: &Call<'_>,
     req: &FnRequest,
     outcome: &Outcome,
 ) -> Result<Response, ApiError> {
     let retry = &call.state.config.functions.retry;
+    let keys = secrets::write_keys(&req.body);
     let mut r = StoredRequest {
         id: 0,
         source: call.id.to_owned(),
-        body: req.body.clone(),
+        body: secrets::without_write_key(&req.body).unwrap_or_else(|| req.body.clone()),
         headers: req
             .headers
             .iter()
@@ -54,7 +58,7 @@ pub(super) fn store_first(
         received_ms: call.received_ms(),
         attempts: 1,
         next_ms: crate::event::now_ms() + delay(1, retry).as_millis() as i64,
-        last_error: message(outcome),
+        last_error: secrets::scrub(&message(outcome), &keys),
     };
     if retry.attempts <= 1 {
         return dead(call.state, &r).map(|()| {

@@ -42,8 +42,8 @@ fn unschedule(txn: &redb::WriteTransaction, id: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A webhook request kept for a later function run. Secret-bearing headers are dropped
-/// before it is stored (SPEC §3b).
+/// A webhook request kept for a later function run. Secret-bearing headers and the body's
+/// top-level `writeKey` are dropped before it is stored (SPEC §3b; `secrets.rs`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StoredRequest {
     #[serde(default)]

@@ -404,3 +404,55 @@ sources:
         .await;
     assert_eq!(status, hyper::StatusCode::NOT_FOUND);
 }
+
+/// Regression: `switchyard test-function` never settled an awaited `fetch` (the CLI drove
+/// the engine without a runtime that ran the fetch), so the run ended as a timeout. It now
+/// runs through the same function pool as the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_function_cli_settles_an_awaited_fetch() {
+    let rx = crate::receiver::Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("fetcher.js");
+    std::fs::write(
+        &f,
+        "async function onRequest(request, settings) {\n  const r = await fetch(settings.url + '/cli-probe', { method: 'POST', body: request.text() });\n  Segment.track({event: 'Fetched', userId: 'u', properties: {status: r.status}});\n}\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server: {{ egress_allow: [\"127.0.0.1:{port}\"] }}\nfunctions: {{ deadline: 3s }}\nsources:\n  - {{ id: hook, type: webhook, public: true, function: fetcher.js, settings: {{ url: \"{url}\" }} }}\n",
+            port = rx.port,
+            url = rx.url
+        ),
+    )
+    .unwrap();
+    let req = dir.path().join("req.json");
+    std::fs::write(&req, r#"{"body": {"hello": 1}}"#).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        switchyard(&[
+            "test-function",
+            "--format",
+            "json",
+            "--source",
+            "hook",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--request",
+            req.to_str().unwrap(),
+        ])
+    })
+    .await
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["error"], serde_json::Value::Null, "{report}");
+    assert_eq!(report["events"][0]["properties"]["status"], 200, "{report}");
+    let got = rx
+        .wait_for("the probe", |r| r.iter().any(|x| x.path == "/cli-probe"))
+        .await;
+    let probe = got.iter().find(|x| x.path == "/cli-probe").unwrap();
+    assert_eq!(probe.json(), serde_json::json!({"hello": 1}));
+}

@@ -421,3 +421,47 @@ async fn duplicates_are_answered_2xx_shown_and_not_stored_even_after_restart() {
     assert_eq!(recent[1]["status"], "duplicate");
     app.stop().await;
 }
+
+/// Regression: an oversized zlib `deflate` body answered 400 (the raw-deflate fallback
+/// replaced the 413); it answers 413 `payload_too_large` like gzip, raw deflate too.
+#[tokio::test]
+async fn oversized_deflate_answers_413_like_gzip() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    let auth = basic(KEY);
+    let spaces = vec![b' '; 20 << 20];
+    let mut zlib = ZlibEncoder::new(Vec::new(), Compression::default());
+    zlib.write_all(&spaces).unwrap();
+    let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), Compression::default());
+    raw.write_all(&spaces).unwrap();
+    for (what, body) in [
+        ("zlib", zlib.finish().unwrap()),
+        ("raw", raw.finish().unwrap()),
+    ] {
+        let (status, err) = app
+            .post_with(
+                "/v1/batch",
+                &[("authorization", &auth), ("content-encoding", "deflate")],
+                &body,
+            )
+            .await;
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")),
+            "{what} deflate: {err}"
+        );
+    }
+    let (status, err) = app
+        .post_with(
+            "/v1/batch",
+            &[("authorization", &auth), ("content-encoding", "deflate")],
+            b"plainly not deflate",
+        )
+        .await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_encoding")),
+        "{err}"
+    );
+    app.stop().await;
+}

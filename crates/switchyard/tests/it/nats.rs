@@ -231,3 +231,112 @@ async fn check_fails_when_no_stream_captures_the_subject_unless_core() {
         "core: true is at most once and needs no stream"
     );
 }
+
+const NATS_PASSWORD: &str = "nats_pw_secret_7731";
+
+/// `switchyard serve --config cfg` with its stderr collected: the child, its URL once
+/// ready, and the stderr text once it exits.
+async fn serve_capturing_stderr(
+    cfg: &std::path::Path,
+) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--config"])
+        .arg(cfg)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let url = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(&mut stdout));
+        let url = lines
+            .find_map(|l| l.ok()?.strip_prefix("ingest_url: ").map(str::to_owned))
+            .expect("serve printed its URL");
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        url
+    })
+    .await
+    .unwrap();
+    crate::crash::wait_ready(&url).await;
+    (child, url, log)
+}
+
+/// Runs the CLI and returns its stdout and stderr together.
+async fn cli_output(args: Vec<String>) -> String {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// Regression: a `nats` destination URL's password appeared in `/api/v1/inspect`,
+/// `switchyard inspect`, `check` and the error log (`cannot connect to nats://user:pw@…`).
+/// The URL is shown with its user-info redacted everywhere. Needs no NATS: port 1 refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_url_password_is_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server: {{ listen: 127.0.0.1:0, data_dir: \"{}\", min_free_disk: 1MiB }}\nsources:\n  - {{ id: web, type: http_api, write_keys: {{ production: {KEY} }} }}\ndestinations:\n  - {{ id: stream, type: nats, settings: {{ url: \"nats://syuser:{NATS_PASSWORD}@127.0.0.1:1\", subject: \"sy.{{{{type}}}}\" }} }}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let (mut child, url, log) = serve_capturing_stderr(&cfg).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let live = loop {
+        let r = client::call(Method::GET, &format!("{url}/api/v1/inspect"), None, None)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        let report: Value = serde_json::from_str(&text).unwrap();
+        if report["destinations"][0]["last_error"].is_string() {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no connect error: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(live.contains("cannot connect to nats://***:"), "{live}");
+    let inspect = cli_output(vec!["inspect".into(), "--url".into(), url.clone()]).await;
+    assert!(inspect.contains("last error: cannot connect"), "{inspect}");
+    let check = cli_output(vec![
+        "check".into(),
+        "--config".into(),
+        cfg.display().to_string(),
+    ])
+    .await;
+    assert!(check.contains("could not verify"), "{check}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = log.join().unwrap();
+    assert!(log.contains("NATS destination is not ready"), "{log}");
+    for (what, shown) in [
+        ("/api/v1/inspect", &live),
+        ("inspect", &inspect),
+        ("check", &check),
+        ("the log", &log),
+    ] {
+        assert!(!shown.contains(NATS_PASSWORD), "{what}: {shown}");
+    }
+}

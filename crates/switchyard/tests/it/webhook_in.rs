@@ -175,6 +175,17 @@ async fn standard_webhooks_and_hmac_sha256_senders() {
         "{}",
         stale.1
     );
+    // Regression: far-off timestamps overflowed the tolerance check; correctly signed,
+    // they are refused as stale (401 with the reason), never accepted or a crash.
+    for ts in [i64::MIN, i64::MIN.wrapping_add(now), i64::MAX] {
+        let (status, resp) = post(ts, sign(ts, &body), body.clone()).await;
+        assert_eq!(
+            (status, resp["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unverified")),
+            "{ts}: {resp}"
+        );
+        assert!(resp["message"].as_str().unwrap().contains("5 minutes"));
+    }
     let tampered = post(now, sign(now, &body), track("sw-2", json!({}))).await;
     assert_eq!(tampered.0, StatusCode::UNAUTHORIZED);
     // HMAC-SHA256, GitHub style.
@@ -321,4 +332,52 @@ destinations:
             .await
             .is_empty()
     );
+}
+
+/// Regression: `Authorization: bearer <token>` (lowercase scheme) must be accepted for a
+/// webhook source token and for the admin token; the auth scheme is case-insensitive
+/// (RFC 9110 §11.1). The admin API refused it.
+#[tokio::test]
+async fn bearer_in_any_case_for_source_and_admin_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "tok_case_0123456789";
+    let yaml = format!(
+        "server: {{ listen: 127.0.0.1:0, data_dir: \"{dir}\", min_free_disk: 1MiB, admin_token: adm_0123456789abcdef }}\nsources:\n  - {{ id: tok-in, type: webhook, token: {token} }}\n",
+        dir = dir.path().display()
+    );
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    for (i, scheme) in ["Bearer", "bearer", "BEARER", "bEaReR"].iter().enumerate() {
+        let auth = format!("{scheme} {token}");
+        let body = track(&format!("case-{i}"), json!({}));
+        let (status, resp) = app
+            .post_with("/webhooks/tok-in", &[("authorization", &auth)], &body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{scheme}: {resp}");
+    }
+    let (status, resp) = app
+        .post_with(
+            "/webhooks/tok-in",
+            &[("authorization", &format!("bearer {token}x"))],
+            &track("case-wrong", json!({})),
+        )
+        .await;
+    assert_eq!(
+        (status, resp["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unverified")),
+        "{resp}"
+    );
+    let inspect = format!("{}/api/v1/inspect", app.url);
+    for (auth, want) in [
+        ("Bearer adm_0123456789abcdef", StatusCode::OK),
+        ("bearer adm_0123456789abcdef", StatusCode::OK),
+        ("BEARER  adm_0123456789abcdef", StatusCode::OK),
+        ("bearer adm_0123456789abcdeX", StatusCode::UNAUTHORIZED),
+        ("Basic adm_0123456789abcdef", StatusCode::UNAUTHORIZED),
+    ] {
+        let r = switchyard::cli::client::call(hyper::Method::GET, &inspect, Some(auth), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, want, "{auth}");
+    }
+    app.stop().await;
 }

@@ -129,6 +129,58 @@ fn standard_webhooks_vector_and_failures() {
     );
 }
 
+fn standard_webhooks_source() -> (StandardWebhooks, WebhookSource) {
+    let key = StandardWebhooks::from_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+    (
+        key.clone(),
+        source(Some(Verify::StandardWebhooks(key)), None),
+    )
+}
+
+/// `authenticate` for a Standard Webhooks request correctly signed with timestamp `ts`.
+fn signed_at(ts: &str, now: i64) -> Result<(), String> {
+    let (key, src) = standard_webhooks_source();
+    let sig = key.sign("msg_1", ts.trim().parse().unwrap_or(0), b"{}");
+    let h = headers(&[
+        ("webhook-id", "msg_1"),
+        ("webhook-timestamp", ts),
+        ("webhook-signature", &sig),
+    ]);
+    authenticate(&src, Presented::default(), &h, b"{}", now)
+}
+
+/// Regression: a timestamp far in the past (or future) overflowed `now - ts` and could
+/// count as fresh; it is refused as stale with a clear reason, and nothing panics.
+#[test]
+fn standard_webhooks_extreme_timestamps_are_stale_not_fresh() {
+    let now = 1_649_367_553_i64;
+    let stale = Err("the webhook timestamp is more than 5 minutes away from now".to_owned());
+    for ts in [
+        i64::MIN,
+        i64::MIN + 1,
+        i64::MIN.wrapping_add(now),
+        i64::MAX,
+        i64::MAX - 1,
+        now - 301,
+        now + 301,
+        0,
+        -1,
+    ] {
+        assert_eq!(signed_at(&ts.to_string(), now), stale, "ts {ts}");
+    }
+    for now in [i64::MIN, i64::MAX] {
+        assert_eq!(signed_at("0", now), stale, "now {now}");
+        assert_eq!(signed_at(&now.to_string(), now), Ok(()), "now {now}");
+    }
+    for ts in [now - 300, now, now + 300] {
+        assert_eq!(signed_at(&ts.to_string(), now), Ok(()), "ts {ts}");
+    }
+    assert_eq!(
+        signed_at("99999999999999999999", now),
+        Err("the webhook timestamp is not an integer".to_owned())
+    );
+}
+
 #[test]
 fn hmac_sha256_hex_base64_and_prefix() {
     let body = b"what do ya want for nothing?";
@@ -188,11 +240,15 @@ fn tokens_from_path_query_or_bearer() {
         query: Some("a=1&token=tok_0123456789abcdef"),
     };
     assert_eq!(authenticate(&src, query, &h, b"{}", 0), Ok(()));
-    let bearer = headers(&[("authorization", "Bearer tok_0123456789abcdef")]);
-    assert_eq!(
-        authenticate(&src, Presented::default(), &bearer, b"{}", 0),
-        Ok(())
-    );
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let bearer = headers(&[("authorization", &format!("{scheme} tok_0123456789abcdef"))]);
+        assert_eq!(
+            authenticate(&src, Presented::default(), &bearer, b"{}", 0),
+            Ok(()),
+            "{scheme}"
+        );
+    }
     let wrong = Presented {
         path_token: Some("tok_0123456789abcdeX"),
         query: None,
@@ -236,6 +292,25 @@ mod hostile {
             )), None);
             let h = headers(&[("webhook-id", "m"), ("webhook-timestamp", &sig), ("webhook-signature", &sig)]);
             prop_assert!(authenticate(&sw, Presented::default(), &h, &body, 0).is_err());
+        }
+
+        /// Any timestamp, correctly signed, passes only within 5 minutes of now; none
+        /// panics (the tolerance check once overflowed).
+        #[test]
+        fn any_timestamp_passes_only_within_tolerance(ts in any::<i64>(), now in any::<i64>(), near in -400i64..400) {
+            for ts in [ts, now.saturating_add(near)] {
+                let within = (i128::from(now) - i128::from(ts)).abs() <= 300;
+                prop_assert_eq!(signed_at(&ts.to_string(), now).is_ok(), within, "ts {} now {}", ts, now);
+            }
+        }
+
+        #[test]
+        fn any_timestamp_text_never_panics(ts in "\\PC{0,40}", now in any::<i64>()) {
+            let parsed = ts.trim().parse::<i64>().ok();
+            let within = parsed.is_some_and(|t| (i128::from(now) - i128::from(t)).abs() <= 300);
+            if HeaderValue::from_str(&ts).is_ok() {
+                prop_assert_eq!(signed_at(&ts, now).is_ok(), within);
+            }
         }
     }
 }
