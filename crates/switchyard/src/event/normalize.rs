@@ -383,7 +383,7 @@ fn message_id_hint(raw: &RawValue) -> Option<String> {
 
 /// What the debugger shows for a rejected element, and what its log record keeps: never the
 /// `writeKey`, and always JSON every reader can parse back. An object without its
-/// `writeKey`; a small non-object as it is; anything else (too large, or not readable) as a
+/// `writeKey`; a small non-object with every `writeKey` value redacted; anything else (too large, or not readable) as a
 /// string of its first 2 KiB with every `writeKey` value redacted.
 pub fn rejected_display(raw: &str) -> Vec<u8> {
     if readable::check(raw, readable::MAX_DEPTH).is_ok() {
@@ -396,7 +396,8 @@ pub fn rejected_display(raw: &str) -> Vec<u8> {
             return preview(&text);
         }
         if raw.len() <= MAX_EVENT_BYTES {
-            return raw.as_bytes().to_vec();
+            // An array (a webhook body) may hold writeKeys one level down.
+            return redact_write_keys(raw).into_owned().into_bytes();
         }
     }
     preview(&redact_write_keys(raw))

@@ -2,6 +2,7 @@
 //! and the file destination as the receiver.
 
 mod admin;
+mod chaos;
 mod cli;
 mod conn;
 mod crash;

@@ -25,7 +25,7 @@ async fn connect(url: &str) -> Option<Client> {
 }
 
 /// A database of one test's own, dropped when the test ends (also on failure).
-struct TestDb {
+pub struct TestDb {
     name: String,
 }
 
@@ -51,7 +51,7 @@ impl Drop for TestDb {
 }
 
 /// A fresh database; `None` (loudly) when Postgres is not reachable.
-async fn fresh_db() -> Option<(String, Client, TestDb)> {
+pub async fn fresh_db() -> Option<(String, Client, TestDb)> {
     let admin_url = admin_url();
     let Some(admin) = connect(&admin_url).await else {
         assert!(
