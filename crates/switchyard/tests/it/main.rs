@@ -17,6 +17,7 @@ mod nats;
 mod profiles;
 mod receiver;
 mod sdk;
+mod soak;
 mod signing;
 mod sources;
 mod stream;
