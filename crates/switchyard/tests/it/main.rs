@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod conn;
 mod crash;
+mod disk;
 mod forward;
 mod harness;
 mod hostile;
