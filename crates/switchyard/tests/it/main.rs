@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod conn;
+mod corruption;
 mod crash;
 mod disk;
 mod forward;
