@@ -85,7 +85,7 @@ pub fn report(
     for &b in &bases {
         bytes += fs::metadata(segment::segment_path(&log_dir, b))?.len();
     }
-    let (end, next_seq, problems, mode) = match live {
+    let (end, next_seq, mut problems, mode) = match live {
         Some(l) => (l.end, l.next_seq, l.problems, "live"),
         None => {
             let (end, next_seq, problems) = full_scan(&log_dir, &bases)?;
@@ -95,9 +95,13 @@ pub fn report(
     let quarantined_files = fs::read_dir(log_dir.join("quarantine"))
         .map(|d| d.count())
         .unwrap_or(0);
+    problems.extend(crate::quarantine::problems(data_dir));
     let mut dests = Vec::new();
     for (id, last_error) in destinations {
-        let cursor = CursorFile::new(data_dir, id).load()?;
+        let cursor = CursorFile::new(data_dir, id).load().unwrap_or_else(|e| {
+            problems.push(format!("the cursor of destination {id} is unreadable: {e}"));
+            None
+        });
         dests.push(destination(
             &log_dir,
             id,
@@ -199,6 +203,16 @@ fn full_scan(log_dir: &Path, bases: &[u64]) -> io::Result<(Position, u64, Vec<St
             problems.push(format!(
                 "segment {base:020}: {damage} at byte {} of {}",
                 scan.valid_len, scan.file_len
+            ));
+        }
+        for hole in &scan.holes {
+            problems.push(format!(
+                "segment {base:020}: {} at byte {} ({} bytes; records {}..{} unreadable, the rest readable)",
+                hole.damage,
+                hole.offset,
+                hole.len,
+                hole.first_seq,
+                hole.next_seq.saturating_sub(1)
             ));
         }
         if let Some(&next) = bases.get(i + 1)

@@ -13,7 +13,9 @@
 //! - `dedupe/`: the exact, disk-backed `(source, environment, messageId)` index.
 //! - `destinations/`: per-destination cursor loops and the `file` sink.
 //! - `recent.rs`: the bounded recent-events store; `cursor.rs`: durable cursors;
-//!   `inspect.rs`: the `inspect` report; `telemetry/`: tracing and Prometheus metrics.
+//!   `inspect.rs`: the `inspect` report; `telemetry/`: tracing and Prometheus metrics;
+//!   `quarantine.rs`: damaged files moved aside and reported; `redb_store.rs`: opening a
+//!   redb store so that damage or an I/O error never keeps it down.
 
 pub mod app;
 pub mod cli;
@@ -33,8 +35,10 @@ pub mod inspect;
 pub mod log;
 pub mod mapping;
 pub mod profiles;
+pub mod quarantine;
 pub mod recent;
 pub mod redact;
+pub mod redb_store;
 pub mod signing;
 pub mod state;
 pub mod telemetry;

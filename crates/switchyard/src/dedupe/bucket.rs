@@ -13,6 +13,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const ENTRY_OVERHEAD: usize = 8 + 2 + 4;
+/// How far past damage `load` looks for an intact entry.
+const RESYNC_WINDOW: usize = 64 << 10;
 
 /// The map's keys are already keyed SipHash outputs, so they are used as they are.
 #[derive(Default)]
@@ -46,6 +48,20 @@ pub struct Bucket {
     /// Keys whose hash collided with a different key already in `map`.
     overflow: HashSet<Box<[u8]>>,
     dirty: bool,
+    /// A failed write may have left bytes past the flushed length; cut before the next.
+    torn: bool,
+    /// What `load` cut off, if it cut anything.
+    pub cut: Option<Cut>,
+}
+
+/// A damaged tail cut off on load.
+pub struct Cut {
+    /// Sequence number of the last intact entry before the damage (entries are appended in
+    /// log order, so every key cut off belongs to a later log record).
+    pub last_seq: Option<u64>,
+    /// Whether intact entries follow the damage: then it is not a torn write but damage.
+    pub intact_after: bool,
+    pub bytes: Vec<u8>,
 }
 
 pub fn parse_name(path: &Path) -> Option<(i64, i64)> {
@@ -73,6 +89,8 @@ impl Bucket {
             map: Map::default(),
             overflow: HashSet::new(),
             dirty: false,
+            torn: false,
+            cut: None,
         })
     }
 
@@ -88,7 +106,11 @@ impl Bucket {
         let mut map = Map::default();
         let mut overflow = HashSet::new();
         let mut at = 0usize;
+        let mut last_seq = None;
         while let Some((key, n)) = parse_entry(&buf[at..]) {
+            last_seq = Some(u64::from_le_bytes(
+                buf[at..at + 8].try_into().unwrap_or([0; 8]),
+            ));
             let h = hasher.hash_one(key);
             match map.get(&h) {
                 Some(&off) if entry_key(&buf, off as usize) != Some(key) => {
@@ -102,10 +124,19 @@ impl Bucket {
             at += n;
         }
         let file = OpenOptions::new().read(true).append(true).open(path)?;
+        let mut cut = None;
         if at < buf.len() {
             tracing::warn!(path = %path.display(), cut_bytes = buf.len() - at, "Cut a torn dedupe index tail");
             file.set_len(at as u64)?;
             file.sync_all()?;
+            // Damage, not a torn write, when an intact entry follows closely.
+            let window = buf.len().min(at + RESYNC_WINDOW);
+            let intact_after = (at + 1..window).any(|i| parse_entry(&buf[i..]).is_some());
+            cut = Some(Cut {
+                last_seq,
+                intact_after,
+                bytes: buf[at..].to_vec(),
+            });
         }
         let path = path.to_path_buf();
         Ok(Bucket {
@@ -118,6 +149,8 @@ impl Bucket {
             map,
             overflow,
             dirty: false,
+            torn: false,
+            cut,
         })
     }
 
@@ -184,12 +217,26 @@ impl Bucket {
         Ok(Some(key))
     }
 
+    /// Writes the pending entries. After a failed write (ENOSPC) they stay pending, and
+    /// the file is cut back to its flushed length before they are written again.
     pub fn flush(&mut self) -> io::Result<()> {
-        if !self.pending.is_empty() {
-            self.file.write_all(&self.pending)?;
-            self.pending.clear();
-            self.dirty = true;
+        if self.pending.is_empty() {
+            return Ok(());
         }
+        let flushed = self.len - self.pending.len() as u64;
+        if self.torn {
+            self.file.set_len(flushed)?;
+            self.torn = false;
+        }
+        if let Err(e) = self.file.write_all(&self.pending) {
+            self.torn = true;
+            if self.file.set_len(flushed).is_ok() {
+                self.torn = false;
+            }
+            return Err(e);
+        }
+        self.pending.clear();
+        self.dirty = true;
         Ok(())
     }
 

@@ -63,10 +63,40 @@ impl DedupeIndex {
                 fs::remove_file(&path)?;
                 continue;
             }
-            let b = Bucket::load(&path, start, width, &index.hasher)?;
+            let mut b = Bucket::load(&path, start, width, &index.hasher)?;
+            if let Some(cut) = b.cut.take() {
+                index.after_cut(&path, cut);
+            }
             index.buckets.push_back(b);
         }
         Ok(index)
+    }
+
+    /// A bucket lost a tail: its keys belong to records after the cut's last intact entry,
+    /// so the checkpoint goes back there and recovery re-adds them from the log. Damage (not
+    /// a torn write) is also copied aside and reported.
+    fn after_cut(&mut self, path: &Path, cut: bucket::Cut) {
+        self.checkpoint = match (self.checkpoint, cut.last_seq) {
+            (Some(c), Some(last)) => Some(c.min(last)),
+            _ => None,
+        };
+        if cut.intact_after {
+            let data_dir = self.dir.parent().unwrap_or(&self.dir);
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let what = format!(
+                "{}: {} damaged bytes cut after the entry of record {:?}; the keys after it are re-added from the log",
+                path.display(),
+                cut.bytes.len(),
+                cut.last_seq
+            );
+            crate::quarantine::copy_aside(
+                data_dir,
+                &name,
+                &cut.bytes,
+                crate::quarantine::Kind::Dedupe,
+                &what,
+            );
+        }
     }
 
     /// The last log sequence number whose keys are durably in the index.
@@ -166,9 +196,28 @@ impl DedupeIndex {
     }
 }
 
+/// The checkpoint; an unreadable one counts as none (the whole log is replayed).
 fn read_checkpoint(dir: &Path) -> io::Result<Option<u64>> {
-    match fs::read_to_string(dir.join(CHECKPOINT)) {
-        Ok(s) => Ok(s.trim().parse().ok()),
+    match fs::read(dir.join(CHECKPOINT)) {
+        Ok(bytes) => {
+            let seq = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            if seq.is_none() {
+                let data_dir = dir.parent().unwrap_or(dir);
+                crate::quarantine::copy_aside(
+                    data_dir,
+                    CHECKPOINT,
+                    &bytes,
+                    crate::quarantine::Kind::Dedupe,
+                    &format!(
+                        "{}: unreadable; the dedupe index is rebuilt from the whole log",
+                        dir.join(CHECKPOINT).display()
+                    ),
+                );
+            }
+            Ok(seq)
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+
+use crate::redb_store::Db;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -101,18 +103,24 @@ pub struct Lineage {
 }
 
 pub struct DeliveryStore {
-    db: Database,
+    db: Db,
+}
+
+/// Creates the tables of a new store (see `redb_store` for damage and I/O errors).
+fn init(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    for t in [RETRIES, DEAD, ATTEMPTS] {
+        txn.open_table(t)?;
+    }
+    txn.open_table(META)?;
+    txn.commit()?;
+    Ok(())
 }
 
 impl DeliveryStore {
+    /// Opens the store; a damaged file is quarantined and replaced by an empty one.
     pub fn open(path: &Path) -> Result<DeliveryStore, StoreError> {
-        let db = Database::create(path).map_err(e)?;
-        let txn = db.begin_write().map_err(e)?;
-        for t in [RETRIES, DEAD, ATTEMPTS] {
-            txn.open_table(t).map_err(e)?;
-        }
-        txn.open_table(META).map_err(e)?;
-        txn.commit().map_err(e)?;
+        let db = Db::open(path, Database::builder, init).map_err(e)?;
         Ok(DeliveryStore { db })
     }
 

@@ -14,6 +14,8 @@ pub struct FileSink {
     settings: FileSettings,
     file: Option<File>,
     size: u64,
+    /// A failed write may have left a partial line past `size`.
+    torn: bool,
 }
 
 impl FileSink {
@@ -22,6 +24,7 @@ impl FileSink {
             settings,
             file: None,
             size: 0,
+            torn: false,
         }
     }
 
@@ -75,9 +78,18 @@ impl FileSink {
         if buf.is_empty() {
             return Ok(());
         }
+        let (size, torn) = (self.size, self.torn);
         let f = self.open()?;
-        f.write_all(buf)?;
-        f.sync_data()?;
+        if torn {
+            f.set_len(size)?;
+        }
+        if let Err(e) = f.write_all(buf).and_then(|()| f.sync_data()) {
+            // Cut a partly written batch (ENOSPC) now or before the next write, so that no
+            // torn line stays behind: the batch is written again whole.
+            self.torn = f.set_len(size).is_err();
+            return Err(e);
+        }
+        self.torn = false;
         self.size += buf.len() as u64;
         buf.clear();
         Ok(())

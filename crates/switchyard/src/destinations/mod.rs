@@ -72,7 +72,7 @@ impl Runner {
     /// Loads (or creates) the cursor; the returned status is live from then on.
     pub fn prepare(&self) -> std::io::Result<(CursorState, Arc<DestinationStatus>)> {
         let cursor = CursorFile::new(&self.data_dir, &self.config.id);
-        let state = match cursor.load()? {
+        let state = match cursor.load_checked(&self.log_dir, *self.committed.borrow())? {
             Some(s) => s,
             None => {
                 let committed = *self.committed.borrow();

@@ -13,11 +13,19 @@ use crate::http::ApiError;
 use crate::state::AppState;
 use crate::telemetry::metrics;
 
+/// `Retry-After` while the disk is below `min_free_disk`.
+const DISK_RETRY_AFTER_SECS: u64 = 30;
+/// Age after which `admit` refreshes the free-disk figure itself.
+const DISK_FRESH_MS: u64 = 100;
+
 pub struct Admission {
     data_dir: PathBuf,
     min_free_disk: u64,
-    /// Free bytes on the data volume, refreshed by `refresh_disk` (about once a second).
+    /// Free bytes on the data volume, refreshed by `refresh_disk`: by housekeeping once a
+    /// second, and by `admit` when the last refresh is older than `DISK_FRESH_MS`, so that
+    /// a fast writer cannot run through the `min_free_disk` margin between two ticks.
     free_disk: AtomicU64,
+    refreshed_ms: AtomicU64,
     buckets: HashMap<String, Mutex<Bucket>>,
 }
 
@@ -51,6 +59,7 @@ impl Admission {
             data_dir: config.server.data_dir.clone(),
             min_free_disk: config.server.min_free_disk,
             free_disk: AtomicU64::new(u64::MAX),
+            refreshed_ms: AtomicU64::new(0),
             buckets,
         };
         a.refresh_disk();
@@ -58,12 +67,19 @@ impl Admission {
     }
 
     pub fn refresh_disk(&self) {
+        let now = crate::event::now_ms().max(0) as u64;
+        self.refreshed_ms.store(now, Ordering::Relaxed);
         if let Some(free) = free_bytes(&self.data_dir) {
             self.free_disk.store(free, Ordering::Relaxed);
         }
     }
 
     pub fn admit(&self, state: &AppState, source: &str, events: usize) -> Result<(), ApiError> {
+        let now = crate::event::now_ms().max(0) as u64;
+        if now.saturating_sub(self.refreshed_ms.load(Ordering::Relaxed)) >= DISK_FRESH_MS {
+            // One statvfs (microseconds) at most every DISK_FRESH_MS.
+            self.refresh_disk();
+        }
         let free = self.free_disk.load(Ordering::Relaxed);
         if free < self.min_free_disk {
             state
@@ -73,7 +89,7 @@ impl Admission {
                 .inc();
             let msg =
                 format!("free disk ({free} bytes) is below server.min_free_disk; retry later");
-            return Err(ApiError::too_many("disk_full", msg, 30));
+            return Err(ApiError::too_many("disk_full", msg, DISK_RETRY_AFTER_SECS));
         }
         if let Some(bucket) = self.buckets.get(source) {
             let mut b = bucket.lock().unwrap_or_else(|p| p.into_inner());

@@ -16,7 +16,7 @@ mod writer;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -62,8 +62,28 @@ pub struct LogOptions {
 pub struct Shared {
     pub queued_bytes: AtomicU64,
     pub dedupe_checkpoint: AtomicU64,
+    /// Failed group commits since start-up, whether the last one failed, and its error.
     pub failed_commits: AtomicU64,
+    failing: AtomicBool,
+    last_failure: Mutex<Option<String>>,
     pub metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    fn commit_failed(&self, error: &str) {
+        self.failed_commits.fetch_add(1, Ordering::Relaxed);
+        self.metrics.log_commit_failures.inc();
+        self.failing.store(true, Ordering::Release);
+        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_owned());
+    }
+
+    fn commit_succeeded(&self) {
+        self.failing.store(false, Ordering::Release);
+    }
+
+    fn failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
 }
 
 /// What recovery found and did, for logs, metrics and `inspect`.
@@ -73,6 +93,9 @@ pub struct Recovery {
     pub next_seq: u64,
     pub truncated_bytes: u64,
     pub replayed_dedupe_keys: u64,
+    /// Damaged regions in the newest segment with intact records after them: copied to
+    /// `log/quarantine/` and skipped.
+    pub holes: Vec<String>,
 }
 
 pub struct Log {
@@ -112,13 +135,7 @@ impl Log {
             segments: bases.len(),
             ..Recovery::default()
         };
-        if let Some(damage) = &scan.damage {
-            recovery.truncated_bytes =
-                segment::quarantine_tail(&log_dir, &path, base, scan.valid_len)?;
-            tracing::warn!(segment = base, valid_bytes = scan.valid_len, cut_bytes = recovery.truncated_bytes, %damage,
-                "Recovered the log: a torn or corrupt tail was moved to quarantine/");
-            metrics.log_truncated_bytes.inc_by(recovery.truncated_bytes);
-        }
+        recover_tail(dir, base, &scan, &mut recovery, &metrics)?;
         let next_seq = scan.last_seq.map_or(base, |s| s + 1);
         recovery.next_seq = next_seq;
 
@@ -137,6 +154,8 @@ impl Log {
             queued_bytes: AtomicU64::new(0),
             dedupe_checkpoint: AtomicU64::new(dedupe.checkpoint().unwrap_or(u64::MAX)),
             failed_commits: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            last_failure: Mutex::new(None),
             metrics,
         });
         let committed = Committed {
@@ -158,6 +177,7 @@ impl Log {
             segment_bytes: opts.segment_bytes,
             commit_window: opts.commit_window,
             dedupe,
+            torn: false,
             committed: committed_tx,
             shared: shared.clone(),
         };
@@ -222,8 +242,23 @@ impl Log {
         self.committed.clone()
     }
 
+    /// False from a failed commit until a commit succeeds again (or the writer's probe finds
+    /// the volume has room again).
     pub fn healthy(&self) -> bool {
-        self.shared.failed_commits.load(Ordering::Relaxed) == 0
+        !self.shared.failing()
+    }
+
+    /// Failed commits since start-up and the last one's error.
+    pub fn failures(&self) -> (u64, Option<String>) {
+        let last = self
+            .shared
+            .last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        (
+            self.shared.failed_commits.load(Ordering::Relaxed),
+            last.clone(),
+        )
     }
 
     /// Stops accepting, lets the writer finish what is queued, and waits for it.
@@ -239,6 +274,46 @@ impl Log {
         let v = self.shared.dedupe_checkpoint.load(Ordering::Acquire);
         (v != u64::MAX).then_some(v)
     }
+}
+
+/// Cuts a torn tail of the newest segment (into `log/quarantine/`) and copies aside each hole
+/// whose records after it survive; both are reported.
+fn recover_tail(
+    data_dir: &Path,
+    base: u64,
+    scan: &segment::Scan,
+    recovery: &mut Recovery,
+    metrics: &Metrics,
+) -> io::Result<()> {
+    let log_dir = data_dir.join("log");
+    for hole in &scan.holes {
+        let (name, new) = segment::quarantine_hole(&log_dir, base, hole)?;
+        let what = describe_hole(base, hole, &name);
+        if new {
+            crate::quarantine::record(data_dir, crate::quarantine::Kind::LogHole, &what);
+        }
+        recovery.holes.push(what);
+    }
+    if let Some(damage) = &scan.damage {
+        let path = segment::segment_path(&log_dir, base);
+        recovery.truncated_bytes = segment::quarantine_tail(&log_dir, &path, base, scan.valid_len)?;
+        tracing::warn!(segment = base, valid_bytes = scan.valid_len, cut_bytes = recovery.truncated_bytes, %damage,
+            "Recovered the log: a torn or corrupt tail was moved to quarantine/");
+        metrics.log_truncated_bytes.inc_by(recovery.truncated_bytes);
+    }
+    Ok(())
+}
+
+/// How a hole is reported: where, what was lost, and where its bytes are.
+pub fn describe_hole(base: u64, hole: &segment::Hole, name: &str) -> String {
+    format!(
+        "log segment {base:020}: {} damaged bytes at byte {} ({}); records {}..{} are lost and skipped by every reader, the records after them are kept; bytes copied to log/quarantine/{name}",
+        hole.len,
+        hole.offset,
+        hole.damage,
+        hole.first_seq,
+        hole.next_seq.saturating_sub(1)
+    )
 }
 
 /// Re-adds to the dedupe index the accepted keys of records after its checkpoint.

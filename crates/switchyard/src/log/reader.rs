@@ -17,8 +17,10 @@ pub struct LogReader {
     file: Option<File>,
     chunk: Vec<u8>,
     chunk_start: u64,
-    /// Records skipped because a sealed segment was damaged or already reclaimed.
+    /// Damaged regions skipped, and segments found already reclaimed.
     pub skipped_damage: u64,
+    /// The last record read, to name what a damaged region lost.
+    last_seq: Option<u64>,
 }
 
 /// One record and the position just after it (what a cursor stores once it is handled).
@@ -36,6 +38,7 @@ impl LogReader {
             chunk: Vec::new(),
             chunk_start: 0,
             skipped_damage: 0,
+            last_seq: None,
         }
     }
 
@@ -64,6 +67,7 @@ impl LogReader {
             match self.next_frame(limit) {
                 Ok(Some(rec)) => {
                     bytes += rec.entry.body.len();
+                    self.last_seq = Some(rec.seq);
                     out.push(Read1 {
                         record: rec,
                         next: self.pos,
@@ -75,10 +79,8 @@ impl LogReader {
                     }
                 }
                 Err(error) => {
-                    tracing::error!(segment = self.pos.segment, offset = self.pos.offset, %error,
-                        "Damaged record in a sealed log segment; skipping to the next segment");
                     self.skipped_damage += 1;
-                    if !self.advance_segment()? {
+                    if !self.skip_damage(limit, &error)? {
                         break;
                     }
                 }
@@ -126,19 +128,102 @@ impl LogReader {
         }
     }
 
-    /// Reads the next frame if it ends at or before `limit`; `Ok(None)` at the end.
+    /// Skips a damaged region: resumes at the next intact record of the segment, or at the
+    /// next segment (at `limit` in the active one) when none follows. The region is copied
+    /// to `log/quarantine/` and reported once. False when there is nothing more to read.
+    fn skip_damage(&mut self, limit: u64, error: &io::Error) -> io::Result<bool> {
+        let (base, from) = (self.pos.segment, self.pos.offset);
+        let first_seq = self.last_seq.map_or(base, |s| (s + 1).max(base));
+        let resume = self.resync(from + 1, limit, first_seq)?;
+        let end = match resume {
+            Some((at, _)) => at,
+            None if limit == u64::MAX => self.file_len()?,
+            None => limit,
+        };
+        let hole = segment::Hole {
+            offset: from,
+            len: end.saturating_sub(from),
+            first_seq,
+            next_seq: resume.map_or(first_seq, |(_, seq)| seq),
+            damage: record::DecodeError::Malformed("damaged record"),
+        };
+        tracing::error!(segment = base, offset = from, len = hole.len, %error,
+            "Damaged region in the log; skipping to the next intact record");
+        self.report(&hole);
+        match resume {
+            Some((at, _)) => {
+                self.pos.offset = at;
+                Ok(true)
+            }
+            None if limit == u64::MAX => self.advance_segment(),
+            None => {
+                self.pos.offset = limit;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Copies a skipped region aside and records it, once per region.
+    fn report(&self, hole: &segment::Hole) {
+        let data_dir = self.dir.parent().unwrap_or(&self.dir);
+        match segment::quarantine_hole(&self.dir, self.pos.segment, hole) {
+            Ok((name, true)) => {
+                let what = super::describe_hole(self.pos.segment, hole, &name);
+                crate::quarantine::record(data_dir, crate::quarantine::Kind::LogHole, &what);
+            }
+            Ok((_, false)) => {}
+            Err(error) => tracing::error!(%error, "Could not copy a damaged log region aside"),
+        }
+    }
+
+    /// The first offset from `from` where an intact record numbered `min_seq` or later ends
+    /// before `limit`, and its sequence number.
+    fn resync(&mut self, from: u64, limit: u64, min_seq: u64) -> io::Result<Option<(u64, u64)>> {
+        let end = limit.min(self.file_len()?);
+        for at in from..end {
+            let Some(head) = self.bytes_at(at, FRAME_HEADER + 10, end)? else {
+                return Ok(None);
+            };
+            if !record::plausible(head, min_seq) {
+                continue;
+            }
+            let len = record::frame_len(head).map_err(invalid)?;
+            if let Some(frame) = self.bytes_at(at, FRAME_HEADER + len, end)?
+                && let Ok((rec, _)) = record::decode(frame)
+            {
+                return Ok(Some((at, rec.seq)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn file_len(&self) -> io::Result<u64> {
+        match &self.file {
+            Some(f) => Ok(f.metadata()?.len()),
+            None => Ok(0),
+        }
+    }
+
+    /// Reads the next frame if it ends at or before `limit`; `Ok(None)` at the end. In the
+    /// active segment (`limit` is the committed end, always a frame boundary) a frame that
+    /// would cross `limit` is damage, like one that fails its checksum.
     fn next_frame(&mut self, limit: u64) -> io::Result<Option<Record>> {
         let off = self.pos.offset;
+        let sealed = limit == u64::MAX;
         let Some(header) = self.bytes_at(off, FRAME_HEADER, limit)? else {
-            return Ok(None);
+            return if sealed || off >= limit {
+                Ok(None)
+            } else {
+                Err(invalid("a record crosses the committed end"))
+            };
         };
         let len = record::frame_len(header).map_err(invalid)?;
         let Some(frame) = self.bytes_at(off, FRAME_HEADER + len, limit)? else {
-            return if limit == u64::MAX {
-                Err(invalid("torn record at the end of a sealed segment"))
+            return Err(invalid(if sealed {
+                "torn record at the end of a sealed segment"
             } else {
-                Ok(None)
-            };
+                "a record crosses the committed end"
+            }));
         };
         let (rec, n) = record::decode(frame).map_err(invalid)?;
         self.pos.offset += n as u64;

@@ -94,7 +94,7 @@ pub struct Record {
     pub entry: Entry,
 }
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record is truncated")]
     Truncated,
@@ -142,6 +142,22 @@ pub fn frame_len(buf: &[u8]) -> Result<usize, DecodeError> {
         return Err(DecodeError::Length(len));
     }
     Ok(len)
+}
+
+/// Whether a frame that starts at the start of `buf` could be record `min_seq` or one of
+/// the next 2^24: a cheap test on the header before a checksum is computed (resync).
+pub fn plausible(buf: &[u8], min_seq: u64) -> bool {
+    let Some(head) = buf.get(..FRAME_HEADER + 10) else {
+        return false;
+    };
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&head[FRAME_HEADER + 2..]);
+    let seq = u64::from_le_bytes(seq);
+    frame_len(buf).is_ok()
+        && head[FRAME_HEADER] == VERSION
+        && Kind::from_u8(head[FRAME_HEADER + 1]).is_some()
+        && seq >= min_seq
+        && seq - min_seq < 1 << 24
 }
 
 /// Decodes one frame from the start of `buf`, returning the record and the frame's size.

@@ -5,9 +5,14 @@
 //! dedupe index and against the rest of the group, appends the whole group with one write,
 //! and makes it durable with one `fdatasync`. Only then are the keys recorded, the new end
 //! published to readers, and every waiting request answered.
+//!
+//! A failed write or fdatasync (e.g. ENOSPC) fails only the requests of that group: the
+//! segment is cut back to its committed length before anything else is appended, the log
+//! reports unhealthy until a commit succeeds again (or a probe finds room), and nothing is
+//! acknowledged that did not reach the disk.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +30,8 @@ use crate::dedupe::DedupeIndex;
 /// Stop gathering once a group holds this many bytes.
 const MAX_GROUP_BYTES: usize = 8 << 20;
 const DEDUPE_SYNC_EVERY: Duration = Duration::from_secs(1);
+/// Free bytes on the log's volume at which a failing log is tried as healthy again.
+const PROBE_FREE_BYTES: u64 = 1 << 20;
 
 pub struct Append {
     pub entries: Vec<Entry>,
@@ -42,6 +49,8 @@ pub struct Writer {
     pub segment_bytes: u64,
     pub commit_window: Duration,
     pub dedupe: DedupeIndex,
+    /// A failed write may have left bytes past `len`; cut before the next append.
+    pub torn: bool,
     pub committed: watch::Sender<Committed>,
     pub shared: Arc<Shared>,
 }
@@ -63,6 +72,7 @@ impl Writer {
             }
             // Also when idle, so that the checkpoint catches up and segments can be reclaimed.
             if last_sync.elapsed() >= DEDUPE_SYNC_EVERY {
+                self.probe();
                 self.sync_dedupe();
                 last_sync = Instant::now();
             }
@@ -103,38 +113,46 @@ impl Writer {
         let result = self
             .encode_group(&mut group, buf, &mut new_keys)
             .and_then(|()| self.append_durably(buf));
-        let result = result.and_then(|()| {
-            for (key, seq, received_ms) in &new_keys {
-                self.dedupe.insert(key, *seq, *received_ms)?;
+        if let Err(error) = result {
+            tracing::error!(%error, "Log commit failed; the requests in it are answered with an error");
+            self.shared.commit_failed(&error.to_string());
+            for a in group {
+                let _ = a.reply.send(Err(LogError::Io(error.to_string())));
             }
-            self.dedupe.flush()
+            return;
+        }
+        // The records are durable: whatever happens to the dedupe index now, they are in the
+        // log and numbered, so the commit stands.
+        self.shared.commit_succeeded();
+        self.next_seq += group.iter().map(|a| a.entries.len() as u64).sum::<u64>();
+        self.committed.send_replace(Committed {
+            end: Position {
+                segment: self.base,
+                offset: self.len,
+            },
+            next_seq: self.next_seq,
         });
-        match result {
-            Ok(()) => {
-                self.next_seq += group.iter().map(|a| a.entries.len() as u64).sum::<u64>();
-                self.committed.send_replace(Committed {
-                    end: Position {
-                        segment: self.base,
-                        offset: self.len,
-                    },
-                    next_seq: self.next_seq,
-                });
-                for a in group {
-                    let _ = a.reply.send(Ok(a.entries));
-                }
-                if self.len >= self.segment_bytes
-                    && let Err(error) = self.roll()
-                {
-                    tracing::error!(%error, "Could not start a new log segment");
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "Log commit failed; the requests in it are answered with an error");
-                self.shared.failed_commits.fetch_add(1, Ordering::Relaxed);
-                for a in group {
-                    let _ = a.reply.send(Err(LogError::Io(error.to_string())));
-                }
-            }
+        for a in group {
+            let _ = a.reply.send(Ok(a.entries));
+        }
+        self.record_keys(&new_keys);
+        if self.len >= self.segment_bytes
+            && let Err(error) = self.roll()
+        {
+            tracing::error!(%error, "Could not start a new log segment");
+        }
+    }
+
+    /// Adds a commit's new keys to the dedupe index. A key the index cannot take now (the
+    /// disk is full) is still in memory or, failing that, re-added from the log at the next
+    /// start: the checkpoint only moves once the index is synced.
+    fn record_keys(&mut self, new_keys: &[(Vec<u8>, u64, i64)]) {
+        let result = new_keys
+            .iter()
+            .try_for_each(|(key, seq, received_ms)| self.dedupe.insert(key, *seq, *received_ms))
+            .and_then(|()| self.dedupe.flush());
+        if let Err(error) = result {
+            tracing::error!(%error, "Could not write to the dedupe index; it is rebuilt from the log at the next start");
         }
     }
 
@@ -166,15 +184,17 @@ impl Writer {
     }
 
     fn append_durably(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.repair()?;
         let started = Instant::now();
         let written = self
             .file
             .write_all(buf)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
-            // Best effort: cut what may have been partly written, so the next commit starts
-            // on a frame boundary. Recovery would cut it anyway.
-            let _ = self.file.set_len(self.len);
+            // Part of the group may be in the file: cut it now (or before the next commit),
+            // so that the next commit starts on a frame boundary.
+            self.torn = true;
+            let _ = self.repair();
             return Err(e);
         }
         self.shared.metrics.observe_fsync(started.elapsed());
@@ -182,13 +202,58 @@ impl Writer {
         Ok(())
     }
 
+    /// After a failed write, cuts the segment back to its committed length, durably. Until
+    /// that succeeds nothing is appended.
+    fn repair(&mut self) -> io::Result<()> {
+        if !self.torn {
+            return Ok(());
+        }
+        self.file.set_len(self.len)?;
+        self.file.sync_all()?;
+        if self.file.metadata()?.len() != self.len {
+            return Err(io::Error::other(
+                "the segment could not be cut back to its committed length",
+            ));
+        }
+        self.torn = false;
+        tracing::info!(
+            segment = self.base,
+            len = self.len,
+            "Cut a failed write off the active log segment"
+        );
+        Ok(())
+    }
+
+    /// While commits fail, checks once a second whether they could succeed again (the
+    /// segment is repaired and the volume has room), so that readiness comes back without
+    /// waiting for a request.
+    fn probe(&mut self) {
+        if !self.shared.failing() {
+            return;
+        }
+        let room = rustix::fs::statvfs(&self.dir)
+            .map(|st| st.f_bavail.saturating_mul(st.f_frsize) >= PROBE_FREE_BYTES)
+            .unwrap_or(false);
+        if room && self.repair().is_ok() {
+            tracing::info!("The log volume has room again; the log is healthy");
+            self.shared.commit_succeeded();
+        }
+    }
+
     fn roll(&mut self) -> io::Result<()> {
         let path = segment::segment_path(&self.dir, self.next_seq);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        segment::sync_dir(&self.dir)?;
+        if let Err(e) = segment::sync_dir(&self.dir) {
+            // A new segment the writer does not use would hide the records appended to the
+            // current one after it from recovery: remove it, or else use it.
+            if fs::remove_file(&path).is_ok() {
+                return Err(e);
+            }
+        }
         self.file = file;
         self.base = self.next_seq;
         self.len = 0;
+        self.torn = false;
         self.committed.send_replace(Committed {
             end: Position {
                 segment: self.base,

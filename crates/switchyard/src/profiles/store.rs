@@ -6,8 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-    WriteTransaction,
+    Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
 use serde_json::Value;
 use thiserror::Error;
@@ -16,6 +15,7 @@ use super::event::ProfileEvent;
 use super::model::Profile;
 use crate::cursor::CursorState;
 use crate::log::segment::Position;
+use crate::redb_store::Db;
 
 const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
 const LINKS: TableDefinition<&str, &str> = TableDefinition::new("links");
@@ -38,7 +38,7 @@ pub(super) fn e(err: impl std::fmt::Display) -> StoreError {
 }
 
 pub struct ProfileStore {
-    db: Database,
+    db: Db,
     /// How far the store has read the log: log segments before it must not be reclaimed.
     position: std::sync::Mutex<Option<Position>>,
     max_profiles: u64,
@@ -56,6 +56,18 @@ fn index_key(name: &str, value: &Value, key: &str) -> Option<String> {
     (v.len() <= MAX_INDEXED && plain && !v.contains('\0')).then(|| format!("{name}\0{v}\0{key}"))
 }
 
+/// Creates the tables of a new store (see `redb_store` for damage and I/O errors).
+fn init(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(PROFILES)?;
+    txn.open_table(LINKS)?;
+    txn.open_table(TRAITS)?;
+    txn.open_table(META)?;
+    txn.open_table(RECENCY)?;
+    txn.commit()?;
+    Ok(())
+}
+
 impl ProfileStore {
     pub fn open(path: &Path) -> Result<ProfileStore, StoreError> {
         Self::open_with_cap(path, MAX_PROFILES)
@@ -64,17 +76,12 @@ impl ProfileStore {
     /// `open` with another cap on the number of profiles.
     pub fn open_with_cap(path: &Path, max_profiles: u64) -> Result<ProfileStore, StoreError> {
         // A small page cache: the profile store must not grow the server's memory with traffic.
-        let db = Database::builder()
-            .set_cache_size(16 << 20)
-            .create(path)
-            .map_err(e)?;
-        let txn = db.begin_write().map_err(e)?;
-        txn.open_table(PROFILES).map_err(e)?;
-        txn.open_table(LINKS).map_err(e)?;
-        txn.open_table(TRAITS).map_err(e)?;
-        txn.open_table(META).map_err(e)?;
-        txn.open_table(RECENCY).map_err(e)?;
-        txn.commit().map_err(e)?;
+        let builder = || {
+            let mut b = Database::builder();
+            b.set_cache_size(16 << 20);
+            b
+        };
+        let db = Db::open(path, builder, init).map_err(e)?;
         let store = ProfileStore {
             db,
             position: std::sync::Mutex::new(None),

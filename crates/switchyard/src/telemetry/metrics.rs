@@ -21,6 +21,7 @@ pub struct Metrics {
     pub throttled: Family<Labels, Counter>,
     pub fsync_seconds: Histogram,
     pub log_truncated_bytes: Counter,
+    pub log_commit_failures: Counter,
     pub dedupe_keys: Gauge,
     pub dedupe_evicted_early: Gauge,
     pub backlog: Family<Labels, Gauge>,
@@ -50,6 +51,7 @@ impl Metrics {
             throttled: Family::default(),
             fsync_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             log_truncated_bytes: Counter::default(),
+            log_commit_failures: Counter::default(),
             dedupe_keys: Gauge::default(),
             dedupe_evicted_early: Gauge::default(),
             backlog: Family::default(),
@@ -96,6 +98,16 @@ impl Metrics {
             "log_recovery_truncated_bytes",
             "Bytes cut from a torn or corrupt log tail at start-up",
             m.log_truncated_bytes.clone(),
+        );
+        registry.register(
+            "log_commit_failures",
+            "Group commits that failed (e.g. the disk was full); their requests got an error",
+            m.log_commit_failures.clone(),
+        );
+        registry.register(
+            "damage_quarantined",
+            "Damaged files or log regions moved or copied to quarantine/, by kind",
+            crate::quarantine::counter(),
         );
         registry.register(
             "dedupe_keys",

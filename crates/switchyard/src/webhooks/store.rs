@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
+
+use crate::redb_store::Db;
 use thiserror::Error;
 
 /// Idempotency key hash → expiry (unix ms).
@@ -60,29 +60,36 @@ pub struct StoredRequest {
 }
 
 pub struct WebhookStore {
-    db: Database,
+    db: Db,
+}
+
+/// Creates the tables of a new store and indexes retries stored before the due index
+/// existed (see `redb_store` for damage and I/O errors).
+fn init(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(KEYS)?;
+    txn.open_table(DEAD)?;
+    txn.open_table(META)?;
+    {
+        let retries = txn.open_table(RETRIES)?;
+        let mut due = txn.open_table(DUE)?;
+        if due.is_empty()? {
+            for row in retries.iter()? {
+                let (id, v) = row?;
+                let r: StoredRequest = serde_json::from_slice(v.value())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                due.insert((r.next_ms, id.value()), ())?;
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 impl WebhookStore {
+    /// Opens the store; a damaged file is quarantined and replaced by an empty one.
     pub fn open(path: &Path) -> Result<WebhookStore, StoreError> {
-        let db = Database::create(path).map_err(e)?;
-        let txn = db.begin_write().map_err(e)?;
-        txn.open_table(KEYS).map_err(e)?;
-        txn.open_table(DEAD).map_err(e)?;
-        txn.open_table(META).map_err(e)?;
-        {
-            // Retries stored before the due index existed are indexed once.
-            let retries = txn.open_table(RETRIES).map_err(e)?;
-            let mut due = txn.open_table(DUE).map_err(e)?;
-            if due.is_empty().map_err(e)? {
-                for row in retries.iter().map_err(e)? {
-                    let (id, v) = row.map_err(e)?;
-                    let r: StoredRequest = serde_json::from_slice(v.value()).map_err(e)?;
-                    due.insert((r.next_ms, id.value()), ()).map_err(e)?;
-                }
-            }
-        }
-        txn.commit().map_err(e)?;
+        let db = Db::open(path, Database::builder, init).map_err(e)?;
         Ok(WebhookStore { db })
     }
 

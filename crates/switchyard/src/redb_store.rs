@@ -1,0 +1,163 @@
+//! Opening the redb stores (`deliveries.redb`, `profiles.redb`, `webhooks.redb`) so that
+//! neither damage nor a passing I/O error keeps one down:
+//!
+//! - A file that does not open, or whose tables do not read, is damage: it is moved to
+//!   `data_dir/quarantine/` (reported: log line, metric, `inspect`) and a new empty store
+//!   is created in its place. What it held is lost; the server starts.
+//! - After a failed write (ENOSPC), redb refuses every later transaction of that `Database`
+//!   (`PreviousIo`) until it is opened again. `Db` reopens it then, at the next
+//!   transaction, so the store works again once the disk has room, without a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use redb::{
+    Builder, Database, ReadTransaction, ReadableDatabase, StorageError, TransactionError,
+    WriteTransaction,
+};
+use thiserror::Error;
+
+use crate::quarantine;
+
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Open(#[from] redb::Error),
+    #[error(transparent)]
+    Transaction(#[from] TransactionError),
+    #[error("cannot move the damaged store aside: {0}")]
+    Quarantine(std::io::Error),
+    #[error("the store is being reopened after an I/O error; retry")]
+    Reopening,
+}
+
+/// Prepares a freshly opened store (creates its tables, reads what it must): damage found
+/// here counts as damage of the file.
+pub type Init = fn(&Database) -> Result<(), redb::Error>;
+
+pub struct Db {
+    path: PathBuf,
+    builder: fn() -> Builder,
+    init: Init,
+    db: RwLock<Option<Arc<Database>>>,
+}
+
+impl Db {
+    /// Opens the store at `path`, quarantining a damaged file.
+    pub fn open(path: &Path, builder: fn() -> Builder, init: Init) -> Result<Db, DbError> {
+        let db = match open_once(path, builder, init) {
+            Ok(db) => db,
+            Err(error) if is_damage(&error) => {
+                let data_dir = path.parent().unwrap_or(Path::new("."));
+                quarantine::move_aside(
+                    data_dir,
+                    path,
+                    quarantine::Kind::Redb,
+                    &format!("does not open ({error})"),
+                    "a new empty store was created in its place: what it held is lost",
+                )
+                .map_err(DbError::Quarantine)?;
+                open_once(path, builder, init)?
+            }
+            Err(error) => return Err(error),
+        };
+        Ok(Db {
+            path: path.to_path_buf(),
+            builder,
+            init,
+            db: RwLock::new(Some(Arc::new(db))),
+        })
+    }
+
+    pub fn begin_write(&self) -> Result<WriteTransaction, DbError> {
+        self.with(|db| db.begin_write())
+    }
+
+    pub fn begin_read(&self) -> Result<ReadTransaction, DbError> {
+        self.with(|db| db.begin_read())
+    }
+
+    /// Runs `f` on the database, reopening it first when a failed write poisoned it.
+    fn with<T>(&self, f: impl Fn(&Database) -> Result<T, TransactionError>) -> Result<T, DbError> {
+        let current = self.db.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(db) = &current {
+            match f(db) {
+                Err(TransactionError::Storage(StorageError::PreviousIo)) => {}
+                other => return Ok(other?),
+            }
+        }
+        let db = self.reopen(current)?;
+        Ok(f(&db)?)
+    }
+
+    /// Drops the poisoned database `stale` and opens the file again (redb repairs it), unless
+    /// another caller did already. Fails while a transaction of the old one is still alive
+    /// or the disk is still full; the next transaction tries again.
+    fn reopen(&self, stale: Option<Arc<Database>>) -> Result<Arc<Database>, DbError> {
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        match (guard.as_ref(), &stale) {
+            (Some(now), Some(old)) if !Arc::ptr_eq(now, old) => return Ok(now.clone()),
+            (Some(now), None) => return Ok(now.clone()),
+            _ => {}
+        }
+        drop(stale);
+        guard.take();
+        let db = Arc::new(open_once(&self.path, self.builder, self.init)?);
+        tracing::info!(path = %self.path.display(), "Reopened a store after an I/O error");
+        *guard = Some(db.clone());
+        Ok(db)
+    }
+}
+
+fn open_once(path: &Path, builder: fn() -> Builder, init: Init) -> Result<Database, DbError> {
+    let opened = std::panic::catch_unwind(|| open_checked(path, builder, init));
+    opened.unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(DbError::Open(redb::Error::Corrupted(format!(
+            "redb panicked while opening it: {msg}"
+        ))))
+    })
+}
+
+fn open_checked(path: &Path, builder: fn() -> Builder, init: Init) -> Result<Database, DbError> {
+    let mut db = builder().create(path).map_err(redb::Error::from)?;
+    if !db.check_integrity().map_err(redb::Error::from)? {
+        let data_dir = path.parent().unwrap_or(Path::new("."));
+        quarantine::record(
+            data_dir,
+            quarantine::Kind::Redb,
+            &format!(
+                "{}: failed its integrity check at start and was repaired by redb (rows in damaged pages may be lost)",
+                path.display()
+            ),
+        );
+    }
+    init(&db)?;
+    Ok(db)
+}
+
+/// Damage, as opposed to a condition that passes (the disk is full, another process holds
+/// the file, permissions): only damage is quarantined.
+fn is_damage(error: &DbError) -> bool {
+    let DbError::Open(e) = error else {
+        return false;
+    };
+    match e {
+        redb::Error::Io(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+        ),
+        redb::Error::DatabaseAlreadyOpen
+        | redb::Error::PreviousIo
+        | redb::Error::DatabaseClosed
+        | redb::Error::LockPoisoned(_) => false,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests;
