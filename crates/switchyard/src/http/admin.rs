@@ -59,8 +59,16 @@ struct EventsPage<'a> {
 pub async fn inspect(State(state): State<AppState>) -> Result<Json<inspect::Report>, ApiError> {
     let committed = *state.log.committed().borrow();
     let mut problems = Vec::new();
+    let (failed_commits, last_failure) = state.log.failures();
     if !state.log.healthy() {
-        problems.push("a log commit failed since start-up; see the server log".to_owned());
+        let why = last_failure.as_deref().unwrap_or("see the server log");
+        problems.push(format!(
+            "log commits are failing now ({failed_commits} since start-up; last: {why}); ingest answers 500 until one succeeds"
+        ));
+    } else if failed_commits > 0 {
+        problems.push(format!(
+            "{failed_commits} log commits failed since start-up and were answered with errors; commits succeed again"
+        ));
     }
     if state.recovery.truncated_bytes > 0 {
         problems.push(format!(
