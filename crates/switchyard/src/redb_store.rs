@@ -31,6 +31,18 @@ pub enum DbError {
     Reopening,
 }
 
+/// redb's page cache defaults to 1 GiB per database, which would let the delivery log's
+/// churn grow the server's memory with traffic. Every store gets this much instead; what does
+/// not fit is read from the file (and the OS page cache).
+pub const CACHE_BYTES: usize = 16 << 20;
+
+/// A redb builder with the page cache capped at [`CACHE_BYTES`].
+pub fn capped() -> Builder {
+    let mut b = Database::builder();
+    b.set_cache_size(CACHE_BYTES);
+    b
+}
+
 /// Prepares a freshly opened store (creates its tables, reads what it must): damage found
 /// here counts as damage of the file.
 pub type Init = fn(&Database) -> Result<(), redb::Error>;

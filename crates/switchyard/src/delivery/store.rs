@@ -120,7 +120,7 @@ fn init(db: &Database) -> Result<(), redb::Error> {
 impl DeliveryStore {
     /// Opens the store; a damaged file is quarantined and replaced by an empty one.
     pub fn open(path: &Path) -> Result<DeliveryStore, StoreError> {
-        let db = Db::open(path, Database::builder, init).map_err(e)?;
+        let db = Db::open(path, crate::redb_store::capped, init).map_err(e)?;
         Ok(DeliveryStore { db })
     }
 

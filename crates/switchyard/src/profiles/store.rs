@@ -75,13 +75,7 @@ impl ProfileStore {
 
     /// `open` with another cap on the number of profiles.
     pub fn open_with_cap(path: &Path, max_profiles: u64) -> Result<ProfileStore, StoreError> {
-        // A small page cache: the profile store must not grow the server's memory with traffic.
-        let builder = || {
-            let mut b = Database::builder();
-            b.set_cache_size(16 << 20);
-            b
-        };
-        let db = Db::open(path, builder, init).map_err(e)?;
+        let db = Db::open(path, crate::redb_store::capped, init).map_err(e)?;
         let store = ProfileStore {
             db,
             position: std::sync::Mutex::new(None),

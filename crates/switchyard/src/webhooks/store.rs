@@ -89,7 +89,7 @@ fn init(db: &Database) -> Result<(), redb::Error> {
 impl WebhookStore {
     /// Opens the store; a damaged file is quarantined and replaced by an empty one.
     pub fn open(path: &Path) -> Result<WebhookStore, StoreError> {
-        let db = Db::open(path, Database::builder, init).map_err(e)?;
+        let db = Db::open(path, crate::redb_store::capped, init).map_err(e)?;
         Ok(WebhookStore { db })
     }
 

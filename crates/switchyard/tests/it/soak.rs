@@ -147,14 +147,20 @@ destinations:
     let (t0, c0) = (Instant::now(), cpu_ticks(pid));
     tokio::time::sleep(Duration::from_secs(10)).await;
     let ticks_per_s = 100.0; // USER_HZ on Linux
-    let idle_cpu =
-        (cpu_ticks(pid) - c0) as f64 / ticks_per_s / t0.elapsed().as_secs_f64() * 100.0;
+    let idle_cpu = (cpu_ticks(pid) - c0) as f64 / ticks_per_s / t0.elapsed().as_secs_f64() * 100.0;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 
-    let half: Vec<&Sample> = samples.iter().filter(|s| s.at_s >= secs as f64 / 2.0).collect();
-    let rss_slope_mib_h =
-        slope(&half.iter().map(|s| (s.at_s, s.rss_kib / 1024.0)).collect::<Vec<_>>()) * 3600.0;
+    let half: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.at_s >= secs as f64 / 2.0)
+        .collect();
+    let rss_slope_mib_h = slope(
+        &half
+            .iter()
+            .map(|s| (s.at_s, s.rss_kib / 1024.0))
+            .collect::<Vec<_>>(),
+    ) * 3600.0;
     let fd_slope_h = slope(&half.iter().map(|s| (s.at_s, s.fds)).collect::<Vec<_>>()) * 3600.0;
     let (first, last) = (samples.first().unwrap(), samples.last().unwrap());
     let fd_min = half.iter().map(|s| s.fds).fold(f64::MAX, f64::min);
@@ -164,12 +170,24 @@ destinations:
         first.rss_kib / 1024.0,
         last.rss_kib / 1024.0
     );
+    let series: Vec<String> = samples
+        .iter()
+        .step_by(6)
+        .map(|s| format!("{:.0}s {:.1}", s.at_s, s.rss_kib / 1024.0))
+        .collect();
+    eprintln!("soak RSS MiB every 30 s: {}", series.join(", "));
     assert!(acked >= RATE * secs / 2, "the load ran: {acked} acked");
     let delivered = received.load(Ordering::Relaxed);
     assert!(delivered >= acked, "the webhook got {delivered} of {acked}");
     // Flat: at most 16 MiB/h of drift in RSS (allocator noise on a short run), and no
     // descriptor growth beyond a handful in flight.
-    assert!(rss_slope_mib_h < 16.0, "RSS grows {rss_slope_mib_h:.1} MiB/h");
-    assert!(fd_max - fd_min <= 16.0, "descriptors vary {fd_min}–{fd_max}");
+    assert!(
+        rss_slope_mib_h < 16.0,
+        "RSS grows {rss_slope_mib_h:.1} MiB/h"
+    );
+    assert!(
+        fd_max - fd_min <= 16.0,
+        "descriptors vary {fd_min}–{fd_max}"
+    );
     assert!(idle_cpu <= 1.0, "idle CPU {idle_cpu:.2}%");
 }
