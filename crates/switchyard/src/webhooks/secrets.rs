@@ -188,4 +188,58 @@ mod tests {
         );
         assert_eq!(scrub("nothing here", &keys), "nothing here");
     }
+
+    #[test]
+    fn every_secret_of_a_request_and_its_source_is_found() {
+        let src = WebhookSource {
+            environment: "production".into(),
+            function: None,
+            token: Some("src_token_0123456789".into()),
+            verify: Some(Verify::Segment {
+                secret: "seg_secret_1".into(),
+                allow_unsigned_batch_tail: false,
+            }),
+            public: false,
+            idempotency: None,
+        };
+        let req = FnRequest {
+            body: r#"{"writeKey":"wk_secret_9"}"#.into(),
+            headers: vec![
+                ("Authorization".into(), "Bearer bearer_secret".into()),
+                ("Cookie".into(), "sid=cookie_secret".into()),
+                ("X-Shop-Key".into(), "key_secret".into()),
+                ("X-Env".into(), "production".into()),
+            ],
+            url: "http://h/webhooks/s/src_token_0123456789?code=query_secret&x=1#frag".into(),
+        };
+        let found = of_request(&src, &req);
+        for want in [
+            "wk_secret_9",
+            "Bearer bearer_secret",
+            "bearer_secret",
+            "sid=cookie_secret",
+            "key_secret",
+            "src_token_0123456789",
+            "seg_secret_1",
+            "query_secret",
+        ] {
+            assert!(found.iter().any(|f| f == want), "{want}: {found:?}");
+        }
+        assert!(
+            !found.iter().any(|f| f == "production" || f == "1"),
+            "{found:?}"
+        );
+        let shown = scrub("auth Bearer bearer_secret", &found);
+        assert!(
+            shown.starts_with("auth ***:") && !shown.contains("bearer_secret"),
+            "{shown}"
+        );
+        assert_eq!(
+            stored_url(&src, &req.url),
+            format!(
+                "http://h/webhooks/s/{}?code=query_secret&x=1#frag",
+                crate::redact::redacted("src_token_0123456789")
+            )
+        );
+    }
 }
