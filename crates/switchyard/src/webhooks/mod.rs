@@ -340,7 +340,7 @@ async fn pass_through(call: &Call<'_>, body: &[u8]) -> Result<Response, ApiError
             .ok_or_else(in_progress)?,
         None => Vec::new(),
     };
-    let total = entries.len();
+    let total = parsed.elements.len();
     let accepted = append_and_show(call, entries).await?;
     if let Some(i) = &call.src.idempotency {
         let expires = now + i.window.as_millis() as i64;

@@ -385,3 +385,42 @@ async fn sizes_at_each_limit() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     app.stop().await;
 }
+
+/// Regression: each element past the 2,500th was logged as a rejection of its own, so a
+/// 510 KB body of 255,000 `1`s wrote 29 MB to the log (57x) and took seconds. Past the
+/// limit they are one rejected entry now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_batch_of_tiny_elements_is_not_amplified_into_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("echo.js"), ECHO).unwrap();
+    let app = TestApp::start_with(dir.path(), &yaml(dir.path())).await;
+    let body = format!(r#"{{"batch":[{}]}}"#, vec!["1"; 255_000].join(",")).into_bytes();
+    for (path, source) in [("/v1/batch", "web"), ("/webhooks/pass", "pass")] {
+        let before = app.get("/api/v1/inspect").await.1["log"]["bytes"]
+            .as_u64()
+            .unwrap();
+        let (status, resp) = app
+            .post_with(path, &[("authorization", &basic(KEY))], &body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}: {resp}");
+        let after = app.get("/api/v1/inspect").await.1["log"]["bytes"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            after - before < 2 << 20,
+            "{path}: a {} byte body grew the log by {} bytes",
+            body.len(),
+            after - before
+        );
+        let last = &app.recent_of(source, "limit=1").await[0];
+        assert!(
+            last["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("252500 more were rejected")),
+            "{last}"
+        );
+    }
+    let (_, resp) = app.post_with("/webhooks/pass", &[], &body).await;
+    assert_eq!(resp["received"], 255_000, "{resp}");
+    app.stop().await;
+}
