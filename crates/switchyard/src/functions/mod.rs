@@ -153,15 +153,55 @@ pub(crate) struct Settled {
     objects: Vec<Box<RawValue>>,
 }
 
+/// Console lines one run keeps, and characters of them (the prelude's `MAX_LINES` and
+/// `MAX_LOG_BYTES`); past either, one marker line says the rest was dropped.
+pub const MAX_LOG_LINES: usize = 100;
+pub const MAX_LOG_CHARS: usize = 16_384;
+
 impl Settled {
+    /// The run's outcome. The prelude already enforces the console and emit limits, but its
+    /// output passes through globals the function can replace (`JSON.stringify`,
+    /// `Array.prototype.push`, `toJSON`), so the limits are enforced again here, on what
+    /// actually arrived.
     fn into_outcome(self) -> Outcome {
+        let logs = bounded_logs(self.logs);
         // A failed run emits nothing (SPEC §6), but its console output is kept.
         if !self.ok {
             let mut e = FnError::named(&self.name, self.message);
             e.stack = self.stack;
             return Outcome {
-                logs: self.logs,
+                logs,
                 error: Some(e),
+                ..Outcome::default()
+            };
+        }
+        let count = self.events.len() + self.objects.len();
+        let chars: usize = self
+            .events
+            .iter()
+            .chain(&self.objects)
+            .map(|r| r.get().len())
+            .sum();
+        let over = if count > host::MAX_EMITTED_PER_RUN {
+            Some(format!(
+                "a run may emit at most {} events and objects",
+                host::MAX_EMITTED_PER_RUN
+            ))
+        } else if chars > host::MAX_EMITTED_BYTES {
+            Some(format!(
+                "a run may emit at most {} characters of events and objects as JSON; this one emitted {chars}",
+                host::MAX_EMITTED_BYTES
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = over {
+            return Outcome {
+                logs,
+                error: Some(FnError::named(
+                    "EmitLimitError",
+                    format!("{why}; nothing was emitted"),
+                )),
                 ..Outcome::default()
             };
         }
@@ -169,11 +209,42 @@ impl Settled {
             events: self.events,
             without_message_id: self.no_id,
             objects: self.objects,
-            logs: self.logs,
+            logs,
             error: None,
             duration: Duration::ZERO,
         }
     }
+}
+
+/// At most `MAX_LOG_LINES` lines and `MAX_LOG_CHARS` characters; if anything was cut
+/// (by the prelude or here), one marker line says so.
+fn bounded_logs(logs: Vec<LogLine>) -> Vec<LogLine> {
+    const MARKER: &str = "[switchyard] further console output of this run was dropped (limit 100 lines, 16384 bytes)";
+    let mut out = Vec::with_capacity(logs.len().min(MAX_LOG_LINES + 1));
+    let mut chars = 0;
+    let mut cut = false;
+    for mut line in logs {
+        let n = line.message.chars().count();
+        if line.message == MARKER || out.len() == MAX_LOG_LINES || chars + n > MAX_LOG_CHARS {
+            cut = true;
+            break;
+        }
+        chars += n;
+        if !matches!(
+            line.level.as_str(),
+            "log" | "info" | "debug" | "warn" | "error"
+        ) {
+            line.level = "log".into();
+        }
+        out.push(line);
+    }
+    if cut {
+        out.push(LogLine {
+            level: "warn".into(),
+            message: MARKER.into(),
+        });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -359,3 +359,32 @@ fn the_emit_cap_counts_events_and_objects_and_resets_per_run() {
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!(o.events.len() + o.objects.len(), cap);
 }
+
+/// What `__poll` hands the host passes through globals a function can replace, so the host
+/// enforces the limits again on what arrives.
+#[test]
+fn the_host_bounds_a_forged_poll_result() {
+    let line = |m: &str| json!({"level": "log", "message": m});
+    let many: Vec<Value> = (0..5000).map(|_| line(&"z".repeat(1000))).collect();
+    let events: Vec<Value> = (0..2501)
+        .map(|i| json!({"type": "track", "event": "E", "userId": "u", "messageId": i.to_string()}))
+        .collect();
+    let forged = json!({"ok": true, "logs": many, "events": events, "no_id": [], "objects": []});
+    let settled: Settled = serde_json::from_value(forged).unwrap();
+    let o = settled.into_outcome();
+    assert!(o.events.is_empty());
+    let e = o.error.expect("over the emit cap");
+    assert_eq!(e.name, "EmitLimitError");
+    assert!(e.message.ends_with("nothing was emitted"), "{}", e.message);
+    assert_eq!(
+        o.logs.len(),
+        17,
+        "16 lines of 1,000 characters, then the marker"
+    );
+    assert!(o.logs[16].message.contains("was dropped"));
+    let odd = json!({"ok": true, "logs": [{"level": "<script>", "message": "hi"}], "events": []});
+    let o = serde_json::from_value::<Settled>(odd)
+        .unwrap()
+        .into_outcome();
+    assert_eq!((o.logs[0].level.as_str(), o.error.is_none()), ("log", true));
+}

@@ -86,11 +86,32 @@ pub async fn test_function(
     let bytes =
         crate::ingest::body::read_limited(&headers, body, state.config.functions.max_body).await?;
     let req = saved::parse(&bytes, &id);
-    let outcome = state
+    let shown_secrets = state
+        .config
+        .sources
+        .iter()
+        .find_map(|s| match &s.kind {
+            crate::config::SourceKind::Webhook(w) if s.id == id => {
+                Some(crate::webhooks::secrets::of_request(w, &req))
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    let mut outcome = state
         .webhooks
         .pool
         .run(&id, std::sync::Arc::new(req))
         .await
         .map_err(|e| ApiError::unavailable("functions_busy", e.to_string()))?;
+    // What the run printed or threw shows no secret of the request or the source.
+    let scrub = |t: &str| crate::webhooks::secrets::scrub(t, &shown_secrets);
+    outcome
+        .logs
+        .iter_mut()
+        .for_each(|l| l.message = scrub(&l.message));
+    if let Some(e) = &mut outcome.error {
+        e.message = scrub(&e.message);
+        e.stack = scrub(&e.stack);
+    }
     Ok(Json(outcome.into()))
 }

@@ -25,7 +25,7 @@ use crate::state::AppState;
 use crate::telemetry::metrics;
 pub use limits::Admission;
 
-/// Elements past this index of a batch are rejected one by one.
+/// Elements past this index of a batch are rejected, as one entry for them all.
 pub const MAX_BATCH_EVENTS: usize = 2500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,16 +179,20 @@ pub(crate) fn to_entries(elements: &[&RawValue], cx: &RequestContext<'_>) -> Vec
             let e = event::readable::check(raw?.get(), event::readable::MAX_DEPTH - 1).err()?;
             Some(event::unreadable(format!("the request's {name}: {e}")))
         });
+    // Elements past the 2,500th become one rejected entry for them all (showing the first),
+    // so a body of 250,000 tiny elements costs one log record, not 250,000.
+    let past_limit = elements.len().saturating_sub(MAX_BATCH_EVENTS);
     elements
         .iter()
+        .take(MAX_BATCH_EVENTS + 1)
         .enumerate()
         .map(|(i, raw)| {
-            if let Some(r) = &envelope_problem {
-                let reason = format!("{}: {}", r.code, r.message);
+            if i >= MAX_BATCH_EVENTS {
+                let reason = format!("batch_too_large: only the first {MAX_BATCH_EVENTS} events of a batch are accepted; {past_limit} more were rejected (the first is shown)");
                 return entry(Kind::Rejected, String::new(), reason, event::rejected_display(raw.get()));
             }
-            if i >= MAX_BATCH_EVENTS {
-                let reason = format!("batch_too_large: only the first {MAX_BATCH_EVENTS} events of a batch are accepted");
+            if let Some(r) = &envelope_problem {
+                let reason = format!("{}: {}", r.code, r.message);
                 return entry(Kind::Rejected, String::new(), reason, event::rejected_display(raw.get()));
             }
             match event::normalize(raw, cx) {

@@ -227,7 +227,8 @@ async fn run_function(
         .run(call.id, req.clone())
         .await
         .map_err(pool_error)?;
-    let emitted = finish_run(call, &outcome, body, "webhook").await?;
+    let shown_secrets = secrets::of_request(call.src, &req);
+    let emitted = finish_run(call, &outcome, body, "webhook", &shown_secrets).await?;
     match outcome.error.as_ref().map(|e| e.kind) {
         None => {
             let n = emitted.unwrap_or(0);
@@ -237,7 +238,7 @@ async fn run_function(
             Ok(Json(json!({"success": true, "emitted": n})).into_response())
         }
         Some(ErrorKind::Retry) => retry::store_first(call, &req, &outcome),
-        Some(kind) => Err(failure(call, kind, &outcome, body)),
+        Some(kind) => Err(failure(call, kind, &outcome, body, &shown_secrets)),
     }
 }
 
@@ -272,13 +273,18 @@ fn request_key(call: &Call<'_>, path: &[String], body: &[u8]) -> Option<idempote
 }
 
 /// The answer for a run that failed (SPEC §6), shown in the debugger too.
-fn failure(call: &Call<'_>, kind: ErrorKind, outcome: &Outcome, body: &[u8]) -> ApiError {
+fn failure(
+    call: &Call<'_>,
+    kind: ErrorKind,
+    outcome: &Outcome,
+    body: &[u8],
+    shown_secrets: &[String],
+) -> ApiError {
     let (name, message) = outcome
         .error
         .as_ref()
         .map_or(("Error", ""), |e| (e.name.as_str(), e.message.as_str()));
-    let keys = secrets::write_keys(&String::from_utf8_lossy(body));
-    let message = secrets::scrub(message, &keys);
+    let message = secrets::scrub(message, shown_secrets);
     let message = message.as_str();
     let reason = format!("function_error: {name}: {message}");
     call.show(Kind::Rejected, reason.clone(), body);
@@ -334,7 +340,7 @@ async fn pass_through(call: &Call<'_>, body: &[u8]) -> Result<Response, ApiError
             .ok_or_else(in_progress)?,
         None => Vec::new(),
     };
-    let total = entries.len();
+    let total = parsed.elements.len();
     let accepted = append_and_show(call, entries).await?;
     if let Some(i) = &call.src.idempotency {
         let expires = now + i.window.as_millis() as i64;

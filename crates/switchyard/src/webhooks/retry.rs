@@ -36,14 +36,15 @@ fn message(outcome: &Outcome) -> String {
 
 /// Stores the request of a run that threw `RetryError`; 202 once it is durable. What is
 /// stored keeps no secret (SPEC §3b): secret-bearing headers and the body's top-level
-/// `writeKey` are dropped, so a re-run sees the body without it.
+/// `writeKey` are dropped, and the source's token in the URL is redacted, so a re-run sees
+/// the request without them.
 pub(super) fn store_first(
     call: &Call<'_>,
     req: &FnRequest,
     outcome: &Outcome,
 ) -> Result<Response, ApiError> {
     let retry = &call.state.config.functions.retry;
-    let keys = secrets::write_keys(&req.body);
+    let keys = secrets::of_request(call.src, req);
     let mut r = StoredRequest {
         id: 0,
         source: call.id.to_owned(),
@@ -54,7 +55,7 @@ pub(super) fn store_first(
             .filter(|(k, _)| !crate::redact::is_secret_header(k))
             .cloned()
             .collect(),
-        url: req.url.clone(),
+        url: secrets::stored_url(call.src, &req.url),
         received_ms: call.received_ms(),
         attempts: 1,
         next_ms: crate::event::now_ms() + delay(1, retry).as_millis() as i64,
@@ -151,11 +152,12 @@ async fn rerun(state: &AppState, mut r: StoredRequest) -> Result<(), ApiError> {
         headers: r.headers.clone(),
         url: r.url.clone(),
     });
-    let outcome = match state.webhooks.pool.run(&r.source, req).await {
+    let outcome = match state.webhooks.pool.run(&r.source, req.clone()).await {
         Ok(o) => o,
         Err(_) => return Ok(()), // busy or stopping: the request stays due
     };
-    finish_run(&call, &outcome, r.body.as_bytes(), "retry").await?;
+    let shown_secrets = secrets::of_request(src, &req);
+    finish_run(&call, &outcome, r.body.as_bytes(), "retry", &shown_secrets).await?;
     r.attempts += 1;
     let retry = &state.config.functions.retry;
     match outcome.error.as_ref().map(|e| e.kind) {
@@ -175,7 +177,7 @@ async fn rerun(state: &AppState, mut r: StoredRequest) -> Result<(), ApiError> {
                 .map_err(|e| ApiError::internal("storage_error", e))
         }
         Some(ErrorKind::Retry | ErrorKind::Timeout) if r.attempts < retry.attempts => {
-            r.last_error = message(&outcome);
+            r.last_error = secrets::scrub(&message(&outcome), &shown_secrets);
             r.next_ms = crate::event::now_ms() + delay(r.attempts, retry).as_millis() as i64;
             state
                 .webhooks
@@ -184,7 +186,8 @@ async fn rerun(state: &AppState, mut r: StoredRequest) -> Result<(), ApiError> {
                 .map_err(|e| ApiError::internal("storage_error", e))
         }
         Some(_) => {
-            r.last_error = format!("after {} runs: {}", r.attempts, message(&outcome));
+            let why = secrets::scrub(&message(&outcome), &shown_secrets);
+            r.last_error = format!("after {} runs: {why}", r.attempts);
             dead(state, &r)
         }
     }

@@ -1,7 +1,8 @@
 //! What a finished function run becomes: its events appended to the log (the HTTP API's
-//! path) and an entry in the source's function log, with the body's writeKey redacted.
+//! path) and an entry in the source's function log, with the request's secrets
+//! (`secrets::of_request`) redacted.
 
-use super::{Call, append_and_show, context, emit, secrets};
+use super::{Call, append_and_show, context, emit};
 use crate::functions::Outcome;
 use crate::functions::logs::RunLog;
 use crate::http::ApiError;
@@ -14,6 +15,7 @@ pub(super) async fn finish_run(
     outcome: &Outcome,
     body: &[u8],
     trigger: &'static str,
+    secrets: &[String],
 ) -> Result<Option<usize>, ApiError> {
     let emitted = match outcome.error {
         None => Some(emit_function(call, outcome, body).await),
@@ -23,13 +25,12 @@ pub(super) async fn finish_run(
         Some(Ok((_, ids))) => ids.clone(),
         _ => Vec::new(),
     };
-    let keys = secrets::write_keys(&String::from_utf8_lossy(body));
-    log_run(call, outcome, trigger, ids, &keys);
+    log_run(call, outcome, trigger, ids, secrets);
     emitted.transpose().map(|o| o.map(|(n, _)| n))
 }
 
-/// Logs a run in the function log; `secrets` (the body's writeKeys) are redacted from what
-/// it printed and threw.
+/// Logs a run in the function log; `secrets` (the request's) are redacted from what it
+/// printed and threw.
 fn log_run(
     call: &Call<'_>,
     outcome: &Outcome,
@@ -51,10 +52,10 @@ fn log_run(
     let mut error = outcome.error.clone();
     if !secrets.is_empty() {
         logs.iter_mut()
-            .for_each(|l| l.message = secrets::scrub(&l.message, secrets));
+            .for_each(|l| l.message = super::secrets::scrub(&l.message, secrets));
         if let Some(e) = &mut error {
-            e.message = secrets::scrub(&e.message, secrets);
-            e.stack = secrets::scrub(&e.stack, secrets);
+            e.message = super::secrets::scrub(&e.message, secrets);
+            e.stack = super::secrets::scrub(&e.stack, secrets);
         }
     }
     call.state.webhooks.logs.push(

@@ -4,9 +4,17 @@
 //!
 //! Only the top level is touched: the key of a JSON object body, and of each object element
 //! of a JSON array body. Any other body is left byte for byte.
+//!
+//! A run can print more than the writeKey: `of_request` gathers every secret value a run of
+//! a request may show (the body's writeKeys, the values of its secret headers, the source's
+//! token and verify secret, the URL's query values), and `scrub` redacts them from the run's
+//! console output, error and stored reason, and from the answer to the caller.
 
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
+
+use crate::config::{Verify, WebhookSource};
+use crate::functions::FnRequest;
 
 const KEY: &str = "writeKey";
 /// Shorter values are not searched for in text: redacting `"a"` everywhere would ruin it.
@@ -77,6 +85,52 @@ pub fn write_keys(body: &str) -> Vec<String> {
     keys
 }
 
+/// Every secret value a run of `req` on `src` may print (each at least 6 characters long):
+/// the body's top-level writeKeys; the values of secret headers (`redact::is_secret_header`)
+/// and the credential after their scheme (`Bearer x`, `Basic x`); the source's token and
+/// verify secret; and the URL's query values.
+pub fn of_request(src: &WebhookSource, req: &FnRequest) -> Vec<String> {
+    let mut found = write_keys(&req.body);
+    for (name, value) in &req.headers {
+        if crate::redact::is_secret_header(name) {
+            found.push(value.trim().to_owned());
+            if let Some((_, credential)) = value.trim().split_once(' ') {
+                found.push(credential.trim().to_owned());
+            }
+        }
+    }
+    found.extend(src.token.clone());
+    match &src.verify {
+        Some(Verify::Segment { secret, .. } | Verify::HmacSha256 { secret, .. }) => {
+            found.push(secret.clone());
+        }
+        Some(Verify::StandardWebhooks(_)) | None => {}
+    }
+    if let Some((_, query)) = req.url.split_once('?') {
+        let query = query.split('#').next().unwrap_or(query);
+        found.extend(
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(_, v)| v.to_owned()),
+        );
+    }
+    found.retain(|k| k.len() >= MIN_SCRUBBED_LEN);
+    // Longest first, so a value that contains another is redacted whole.
+    found.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    found.dedup();
+    found
+}
+
+/// The URL a stored request keeps: the source's token (a path segment or `?token=`)
+/// redacted, the rest as it came.
+pub fn stored_url(src: &WebhookSource, url: &str) -> String {
+    match &src.token {
+        Some(t) => scrub(url, std::slice::from_ref(t)),
+        None => url.to_owned(),
+    }
+}
+
 /// `text` with every occurrence of a secret replaced by its redacted form.
 pub fn scrub(text: &str, secrets: &[String]) -> String {
     secrets.iter().fold(text.to_owned(), |t, s| {
@@ -133,5 +187,59 @@ mod tests {
             "{shown}"
         );
         assert_eq!(scrub("nothing here", &keys), "nothing here");
+    }
+
+    #[test]
+    fn every_secret_of_a_request_and_its_source_is_found() {
+        let src = WebhookSource {
+            environment: "production".into(),
+            function: None,
+            token: Some("src_token_0123456789".into()),
+            verify: Some(Verify::Segment {
+                secret: "seg_secret_1".into(),
+                allow_unsigned_batch_tail: false,
+            }),
+            public: false,
+            idempotency: None,
+        };
+        let req = FnRequest {
+            body: r#"{"writeKey":"wk_secret_9"}"#.into(),
+            headers: vec![
+                ("Authorization".into(), "Bearer bearer_secret".into()),
+                ("Cookie".into(), "sid=cookie_secret".into()),
+                ("X-Shop-Key".into(), "key_secret".into()),
+                ("X-Env".into(), "production".into()),
+            ],
+            url: "http://h/webhooks/s/src_token_0123456789?code=query_secret&x=1#frag".into(),
+        };
+        let found = of_request(&src, &req);
+        for want in [
+            "wk_secret_9",
+            "Bearer bearer_secret",
+            "bearer_secret",
+            "sid=cookie_secret",
+            "key_secret",
+            "src_token_0123456789",
+            "seg_secret_1",
+            "query_secret",
+        ] {
+            assert!(found.iter().any(|f| f == want), "{want}: {found:?}");
+        }
+        assert!(
+            !found.iter().any(|f| f == "production" || f == "1"),
+            "{found:?}"
+        );
+        let shown = scrub("auth Bearer bearer_secret", &found);
+        assert!(
+            shown.starts_with("auth ***:") && !shown.contains("bearer_secret"),
+            "{shown}"
+        );
+        assert_eq!(
+            stored_url(&src, &req.url),
+            format!(
+                "http://h/webhooks/s/{}?code=query_secret&x=1#frag",
+                crate::redact::redacted("src_token_0123456789")
+            )
+        );
     }
 }

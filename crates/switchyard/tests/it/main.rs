@@ -2,6 +2,7 @@
 //! and the file destination as the receiver.
 
 mod admin;
+mod attacks;
 mod chaos;
 mod cli;
 mod conn;
