@@ -141,6 +141,7 @@ pub async fn ingest(
     }
     let entries = append(&state, entries).await?;
     record(&state, source, entries);
+    count_folded(&state, source, elements.len());
     Ok(success)
 }
 
@@ -204,6 +205,16 @@ pub(crate) fn to_entries(elements: &[&RawValue], cx: &RequestContext<'_>) -> Vec
             }
         })
         .collect()
+}
+
+/// Counts the elements past a batch's limit that `to_entries` folded into its one
+/// `batch_too_large` entry (which `record` counts once): the counter counts every element.
+pub(crate) fn count_folded(state: &AppState, source: &str, elements: usize) {
+    let folded = elements.saturating_sub(MAX_BATCH_EVENTS + 1) as u64;
+    if folded > 0 {
+        let labels = metrics::source_reason(source, "batch_too_large");
+        state.metrics.rejected.get_or_create(&labels).inc_by(folded);
+    }
 }
 
 /// Counts and shows what happened to each event (all entries share one source).

@@ -342,6 +342,7 @@ async fn pass_through(call: &Call<'_>, body: &[u8]) -> Result<Response, ApiError
     };
     let total = parsed.elements.len();
     let accepted = append_and_show(call, entries).await?;
+    ingest::count_folded(call.state, call.id, total);
     if let Some(i) = &call.src.idempotency {
         let expires = now + i.window.as_millis() as i64;
         claims.into_iter().for_each(|c| c.succeed(expires));

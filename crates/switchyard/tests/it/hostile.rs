@@ -373,3 +373,41 @@ fn write_log(dir: &Path, records: &[(&str, &str)]) {
     });
     log.close();
 }
+
+/// Elements past a batch's 2,500th are folded into one rejected entry (so a body of 250,000
+/// tiny elements costs one log record), and the counter still counts every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elements_past_the_batch_limit_are_one_entry_but_each_is_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = TestApp::start(tmp.path()).await;
+    let elements: Vec<String> = (0..2_510).map(|_| "1".to_owned()).collect();
+    let (status, _) = app
+        .post("/v1/batch", Some(&basic(KEY)), batch_of(&elements))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let rejected = app.recent("status=rejected&limit=1000").await;
+    let folded: Vec<_> = rejected
+        .iter()
+        .filter(|r| {
+            r["reason"]
+                .as_str()
+                .is_some_and(|x| x.starts_with("batch_too_large"))
+        })
+        .collect();
+    assert_eq!(folded.len(), 1, "{folded:?}");
+    assert!(
+        folded[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("10 more were rejected")
+    );
+    let (_, metrics) = app.get("/metrics").await;
+    let text = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(
+        text.contains(
+            r#"switchyard_events_rejected_total{source="web",reason="batch_too_large"} 10"#
+        ),
+        "{text}"
+    );
+    app.stop().await;
+}
