@@ -32,20 +32,26 @@ fn soak_secs() -> u64 {
 struct Sample {
     at_s: f64,
     rss_kib: f64,
+    /// The anonymous part of RSS (heap, stacks), without file pages mapped in.
+    anon_kib: f64,
     fds: f64,
 }
 
 fn sample(pid: u32, started: Instant) -> Sample {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (rss_kib, anon_kib) = (field("VmRSS:"), field("RssAnon:"));
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count()) as f64;
     Sample {
         at_s: started.elapsed().as_secs_f64(),
         rss_kib,
+        anon_kib,
         fds,
     }
 }
@@ -173,9 +179,9 @@ destinations:
     let series: Vec<String> = samples
         .iter()
         .step_by(6)
-        .map(|s| format!("{:.0}s {:.1}", s.at_s, s.rss_kib / 1024.0))
+        .map(|s| format!("{:.0}s {:.1}/{:.1}", s.at_s, s.rss_kib / 1024.0, s.anon_kib / 1024.0))
         .collect();
-    eprintln!("soak RSS MiB every 30 s: {}", series.join(", "));
+    eprintln!("soak RSS/anonymous MiB every 30 s: {}", series.join(", "));
     assert!(acked >= RATE * secs / 2, "the load ran: {acked} acked");
     let delivered = received.load(Ordering::Relaxed);
     assert!(delivered >= acked, "the webhook got {delivered} of {acked}");
