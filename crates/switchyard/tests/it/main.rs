@@ -7,6 +7,7 @@ mod cli;
 mod conn;
 mod crash;
 mod egress;
+mod faults;
 mod forward;
 mod functions;
 mod harness;
