@@ -199,6 +199,9 @@ impl WebhookWorker {
     /// `backlog_overflow` dead letters and reading continues after them (the window's records,
     /// already read, finish as usual).
     async fn overflow(&self, st: &mut State) {
+        if !self.backlog.due() {
+            return;
+        }
         let end = self.committed.borrow().end;
         let pinned = st.window.cursor(&st.skip).position;
         let read = st.window.read.clone();

@@ -95,7 +95,8 @@ impl Backlog {
         }
     }
 
-    fn due(&self) -> bool {
+    /// Whether a check is due: cheap, for runners that must compute where they are first.
+    pub fn due(&self) -> bool {
         *self
             .inner
             .next_check
@@ -126,6 +127,9 @@ impl Backlog {
         cursor: &CursorState,
         end: Position,
     ) -> Option<CursorState> {
+        if !self.due() {
+            return None;
+        }
         let file = CursorFile::new(data_dir, &self.inner.dest.id);
         let next = self.enforce(cursor.position, cursor.clone(), end).await?;
         let saved = next.clone();
