@@ -155,22 +155,16 @@ impl Backlog {
         read: CursorState,
         end: Position,
     ) -> Option<CursorState> {
+        if !self.due() {
+            return None;
+        }
         if pinned >= end {
             // Caught up: nothing waits.
             let labels = metrics::destination(&self.inner.dest.id);
-            self.inner
-                .metrics
-                .backlog_bytes
-                .get_or_create(&labels)
-                .set(0);
-            self.inner
-                .metrics
-                .backlog_oldest_age
-                .get_or_create(&labels)
-                .set(0);
-            return None;
-        }
-        if !self.due() {
+            let m = &self.inner.metrics;
+            m.backlog_bytes.get_or_create(&labels).set(0);
+            m.backlog_oldest_age.get_or_create(&labels).set(0);
+            self.schedule(false);
             return None;
         }
         let me = self.clone();
