@@ -22,6 +22,7 @@ use crate::cursor::CursorState;
 use crate::delivery::http::HttpClient;
 use crate::delivery::store::DeliveryStore;
 use crate::delivery::worker::WebhookWorker;
+use crate::destinations::backlog::Backlog;
 use crate::destinations::{DestinationStatus, Runner};
 use crate::egress::EgressPolicy;
 use crate::log::{Log, LogOptions, retention};
@@ -154,12 +155,14 @@ fn destination_tasks(
 ) -> anyhow::Result<Vec<Prepared>> {
     let mut out = Vec::new();
     for d in &config.destinations {
+        let backlog = Backlog::new(d, log.dir(), store.clone(), clock.clone(), metrics.clone());
         let runner = Runner {
             config: d.clone(),
             data_dir: config.server.data_dir.clone(),
             log_dir: log.dir().to_path_buf(),
             committed: log.committed(),
             metrics: metrics.clone(),
+            backlog: backlog.clone(),
         };
         let (cursor, status) = runner
             .prepare()
@@ -173,6 +176,7 @@ fn destination_tasks(
                 data_dir: config.server.data_dir.clone(),
                 committed: log.committed(),
                 metrics: metrics.clone(),
+                backlog,
             }),
             DestinationKind::Webhook(cfg) => Task::Webhook(WebhookWorker {
                 dest: d.clone(),
@@ -184,6 +188,7 @@ fn destination_tasks(
                 client: client.clone(),
                 clock: clock.clone(),
                 metrics: metrics.clone(),
+                backlog,
             }),
         };
         out.push((task, cursor, status));

@@ -45,6 +45,13 @@ pub struct DestinationReport {
     pub backlog: u64,
     /// `receivedAt` of the oldest record this destination has not consumed yet.
     pub oldest_unconsumed: Option<String>,
+    /// Log bytes between its cursor and the committed end (what `backlog.max_bytes` caps).
+    #[serde(default)]
+    pub backlog_bytes: u64,
+    /// Seconds since the oldest record it has not consumed was received (what
+    /// `backlog.max_age` caps).
+    #[serde(default)]
+    pub oldest_pending_age_s: Option<u64>,
     pub last_error: Option<String>,
     /// Deliveries waiting in the retry set (webhook destinations).
     #[serde(default)]
@@ -82,8 +89,11 @@ pub fn report(
     let log_dir = data_dir.join("log");
     let bases = segment::list_segments(&log_dir)?;
     let mut bytes = 0;
+    let mut sizes = Vec::with_capacity(bases.len());
     for &b in &bases {
-        bytes += fs::metadata(segment::segment_path(&log_dir, b))?.len();
+        let len = fs::metadata(segment::segment_path(&log_dir, b))?.len();
+        sizes.push((b, len));
+        bytes += len;
     }
     let (end, next_seq, mut problems, mode) = match live {
         Some(l) => (l.end, l.next_seq, l.problems, "live"),
@@ -104,6 +114,7 @@ pub fn report(
         });
         dests.push(destination(
             &log_dir,
+            &sizes,
             id,
             cursor,
             end,
@@ -131,6 +142,7 @@ pub fn report(
 
 fn destination(
     log_dir: &Path,
+    sizes: &[(u64, u64)],
     id: &str,
     cursor: Option<CursorState>,
     end: Position,
@@ -151,6 +163,8 @@ fn destination(
         .read(end, 1, 1)?
         .first()
         .map(|r| r.record.entry.received_ms);
+    let oldest_pending_age_s =
+        oldest.map(|ms| (crate::event::now_ms().saturating_sub(ms).max(0) / 1000) as u64);
     let oldest_unconsumed = oldest
         .and_then(|ms| {
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
@@ -161,6 +175,8 @@ fn destination(
         next_seq: c.next_seq,
         backlog: next_seq.saturating_sub(c.next_seq),
         oldest_unconsumed,
+        backlog_bytes: crate::destinations::backlog::span(sizes, c.position, end),
+        oldest_pending_age_s,
         last_error,
         ..DestinationReport::default()
     })
@@ -249,11 +265,17 @@ impl Report {
         }
         for d in &self.destinations {
             out.push_str(&format!(
-                "destination {}: backlog {} (next_seq {}), oldest unconsumed {}, {} pending retries, {} dead letters{}\n",
+                "destination {}: backlog {} (next_seq {}, {}), oldest unconsumed {}{}, {} pending retries, {} dead letters{}\n",
                 d.id,
                 d.backlog,
                 d.next_seq,
+                crate::destinations::backlog::human_bytes(d.backlog_bytes),
                 d.oldest_unconsumed.as_deref().unwrap_or("-"),
+                d.oldest_pending_age_s
+                    .map(|s| format!(" ({} ago)", crate::destinations::backlog::human_duration(
+                        std::time::Duration::from_secs(s)
+                    )))
+                    .unwrap_or_default(),
                 d.pending_retries,
                 d.dead_letters,
                 d.last_error

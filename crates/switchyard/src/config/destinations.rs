@@ -46,12 +46,7 @@ pub(super) fn compile(
             .subscribe
             .as_deref()
             .and_then(|s| fql(cx, s, &format!("{path}.subscribe")));
-        if raw.backlog.is_some() {
-            cx.err(
-                format!("{path}.backlog"),
-                "backlog caps are not implemented yet",
-            );
-        }
+        let backlog = backlog(cx, raw.backlog.as_ref(), &path);
         let webhook = matches!(raw.kind.as_str(), "webhook" | "segment" | "nats");
         for (field, set) in [
             ("delivery", raw.delivery.is_some()),
@@ -90,10 +85,33 @@ pub(super) fn compile(
             sources: raw.sources,
             environments: raw.environments,
             start,
+            backlog,
             kind,
         });
     }
     out
+}
+
+/// `backlog: { max_bytes, max_age }`, every key optional.
+fn backlog(cx: &mut Cx, v: Option<&Value>, path: &str) -> BacklogConfig {
+    let bpath = format!("{path}.backlog");
+    let default = BacklogConfig::default();
+    let Some(raw) = cx.section::<RawBacklog>(v, &bpath) else {
+        return default;
+    };
+    let max_bytes = cx.size(
+        &raw.max_bytes,
+        default.max_bytes,
+        &format!("{bpath}.max_bytes"),
+    );
+    if max_bytes < 4096 {
+        cx.err(format!("{bpath}.max_bytes"), "must be at least 4KiB");
+    }
+    let max_age = cx.duration(&raw.max_age, default.max_age, &format!("{bpath}.max_age"));
+    if max_age < Duration::from_secs(1) {
+        cx.err(format!("{bpath}.max_age"), "must be at least 1s");
+    }
+    BacklogConfig { max_bytes, max_age }
 }
 
 fn fql(cx: &mut Cx, src: &str, path: &str) -> Option<Fql> {

@@ -240,7 +240,27 @@ pub struct DestinationConfig {
     /// `None` means every environment.
     pub environments: Option<Vec<String>>,
     pub start: Start,
+    /// `backlog:`: the caps past which its oldest pending events are dead-lettered.
+    pub backlog: BacklogConfig,
     pub kind: DestinationKind,
+}
+
+/// A destination's backlog caps (`destinations/backlog.rs` enforces them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BacklogConfig {
+    /// Log bytes between the destination's cursor and the committed end.
+    pub max_bytes: u64,
+    /// Age of the oldest record the destination has not passed, by `receivedAt`.
+    pub max_age: Duration,
+}
+
+impl Default for BacklogConfig {
+    fn default() -> Self {
+        BacklogConfig {
+            max_bytes: 10 << 30,
+            max_age: Duration::from_secs(7 * 86_400),
+        }
+    }
 }
 
 impl DestinationConfig {

@@ -139,6 +139,17 @@ pub struct RawDestination {
     pub mappings: Option<Value>,
 }
 
+/// `backlog:` of a destination: how much may wait for it in the log before its oldest
+/// pending events are dead-lettered with reason `backlog_overflow`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBacklog {
+    /// Log bytes between the destination's cursor and the committed end (default 10GiB).
+    pub max_bytes: Option<Scalar>,
+    /// Age of the oldest record it has not passed, by `receivedAt` (default 7d).
+    pub max_age: Option<Scalar>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFileSettings {

@@ -323,3 +323,61 @@ fn a_webhook_source_compiles_with_its_defaults() {
         "secrets stay out of Debug"
     );
 }
+
+#[test]
+fn backlog_caps_default_on_every_destination_type_and_are_validated_with_paths() {
+    let (c, problems) = compile(
+        r#"
+sources:
+  - { id: web, type: http_api, write_keys: { production: wk_1 } }
+destinations:
+  - { id: a, type: file, settings: { path: /tmp/a.jsonl } }
+  - id: b
+    type: webhook
+    backlog: { max_bytes: 64KiB, max_age: 2s }
+    mappings: [{ subscribe: 'type = "track"', url: "https://example.com/x" }]
+  - { id: c, type: postgres, backlog: { max_age: 1h }, settings: { url: "postgres://x@127.0.0.1/db" } }
+  - { id: d, type: nats, backlog: { max_bytes: 1GiB }, settings: { subject: events } }
+  - { id: e, type: segment, backlog: {}, settings: { endpoint: "https://api.segment.io", write_key: k } }
+"#,
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    let c = c.unwrap();
+    let caps: Vec<(u64, u64)> = c
+        .destinations
+        .iter()
+        .map(|d| (d.backlog.max_bytes, d.backlog.max_age.as_secs()))
+        .collect();
+    let week = 7 * 86_400;
+    assert_eq!(
+        caps,
+        [
+            (10 << 30, week),
+            (64 << 10, 2),
+            (10 << 30, 3600),
+            (1 << 30, week),
+            (10 << 30, week)
+        ]
+    );
+    let (_, problems) = compile(
+        r#"
+sources:
+  - { id: web, type: http_api, write_keys: { production: wk_1 } }
+destinations:
+  - { id: a, type: file, backlog: { max_bytes: 10, max_age: 0s, max_events: 5 }, settings: { path: /tmp/a.jsonl } }
+  - { id: b, type: file, backlog: { max_bytes: lots, max_age: 500ms }, settings: { path: /tmp/b.jsonl } }
+"#,
+    );
+    for want in [
+        "error destinations[a].backlog.max_events",
+        "error destinations[a].backlog.max_bytes must be at least 4KiB",
+        "error destinations[a].backlog.max_age must be at least 1s",
+        "error destinations[b].backlog.max_bytes",
+        "error destinations[b].backlog.max_age must be at least 1s",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
+}

@@ -23,6 +23,8 @@ pub struct Response {
     pub status: u16,
     pub body_prefix: String,
     pub retry_after: Option<String>,
+    /// Where a redirect pointed (it is never followed).
+    pub location: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,15 +79,17 @@ impl HttpClient {
             .exchange(method, url, headers, body, timeout, MAX_RESPONSE_READ, true)
             .await?;
         let cut = resp.body.len().min(KEEP_RESPONSE);
-        let retry_after = resp
-            .headers
-            .iter()
-            .find(|(k, _)| k == "retry-after")
-            .map(|(_, v)| v.clone());
+        let header = |name: &str| {
+            resp.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
         Ok(Response {
             status: resp.status,
             body_prefix: String::from_utf8_lossy(&resp.body[..cut]).into_owned(),
-            retry_after,
+            retry_after: header("retry-after"),
+            location: header("location"),
         })
     }
 

@@ -61,6 +61,7 @@ impl NatsPublisher {
                     status: 200,
                     body_prefix: "published (core, at most once)".into(),
                     retry_after: None,
+                    location: None,
                 });
             }
             let ack = self
@@ -74,6 +75,7 @@ impl NatsPublisher {
                 status: 200,
                 body_prefix: format!("stream {} seq {}{dup}", ack.stream, ack.sequence),
                 retry_after: None,
+                location: None,
             })
         };
         tokio::time::timeout(timeout, work)

@@ -27,7 +27,7 @@ fn e(err: impl std::fmt::Display) -> StoreError {
 }
 
 /// A built HTTP request, kept so that every retry sends the same bytes.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Request {
     pub url: String,
     pub method: String,
@@ -35,6 +35,13 @@ pub struct Request {
     pub body: String,
     /// The bytes `X-Signature` covers (the body, or the first element of a batch).
     pub signed: String,
+}
+
+impl Request {
+    /// No request was built: a `backlog_overflow` reference holds none.
+    pub fn is_empty(&self) -> bool {
+        self.url.is_empty() && self.method.is_empty() && self.body.is_empty()
+    }
 }
 
 /// One delivery of one event under one mapping, waiting for its next attempt.
@@ -46,10 +53,13 @@ pub struct Pending {
     pub message_id: String,
     pub mapping: String,
     pub received_ms: i64,
+    #[serde(default, skip_serializing_if = "Request::is_empty")]
     pub request: Request,
     pub attempts: u32,
     pub next_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// For a batch: every event in it (`seq`/`message_id` above then name the batch).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -75,6 +85,20 @@ pub struct DeadLetter {
     pub delivery: Pending,
     pub reason: String,
     pub dead_at_ms: i64,
+    /// More about `reason` (for `backlog_overflow`: which cap, and by how much).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The reason of a dead letter written because its destination's backlog passed a cap.
+pub const BACKLOG_OVERFLOW: &str = "backlog_overflow";
+
+impl DeadLetter {
+    /// A `backlog_overflow` dead letter is a reference to the logged event (its messageId,
+    /// source, receivedAt and log seq), not a request: there is nothing to send again.
+    pub fn is_reference(&self) -> bool {
+        self.reason == BACKLOG_OVERFLOW || self.delivery.request.is_empty()
+    }
 }
 
 /// One attempt, for the delivery log.
@@ -180,6 +204,41 @@ impl DeliveryStore {
         Ok(dl)
     }
 
+    /// Writes the `backlog_overflow` references of one overflow step, and that every record
+    /// before `through_seq` has been dead-lettered (so a repeat of the step after a crash, before
+    /// the cursor was saved, does not write them twice), in one durable transaction.
+    pub fn overflow(
+        &self,
+        dest: &str,
+        refs: Vec<DeadLetter>,
+        through_seq: u64,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(e)?;
+        {
+            let mut meta = txn.open_table(META).map_err(e)?;
+            let mut dead = txn.open_table(DEAD).map_err(e)?;
+            for mut dl in refs {
+                dl.delivery.id = Self::next_id(&mut meta, "delivery")?;
+                let bytes = serde_json::to_vec(&dl).map_err(e)?;
+                dead.insert((dest, dl.delivery.id), bytes.as_slice())
+                    .map_err(e)?;
+            }
+            let key = format!("overflow:{dest}");
+            let before = meta.get(key.as_str()).map_err(e)?.map_or(0, |v| v.value());
+            meta.insert(key.as_str(), before.max(through_seq))
+                .map_err(e)?;
+        }
+        txn.commit().map_err(e)
+    }
+
+    /// Records before this sequence number were already dead-lettered by an overflow step.
+    pub fn overflowed_through(&self, dest: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(e)?;
+        let meta = txn.open_table(META).map_err(e)?;
+        let key = format!("overflow:{dest}");
+        Ok(meta.get(key.as_str()).map_err(e)?.map_or(0, |v| v.value()))
+    }
+
     /// Newest first, ids below `before`.
     pub fn dead_letters(
         &self,
@@ -190,15 +249,18 @@ impl DeliveryStore {
         self.scan(DEAD, dest, limit, before)
     }
 
-    /// Moves dead letters back into the retry set, due at `now_ms`, durably. `pick` selects.
+    /// Moves dead letters back into the retry set, due at `now_ms`, durably. `pick` selects;
+    /// `backlog_overflow` references are never moved (they hold no request to send): they are
+    /// counted in the second value instead.
     pub fn replay_dead_letters(
         &self,
         dest: &str,
         now_ms: i64,
         pick: impl Fn(&DeadLetter) -> bool,
-    ) -> Result<Vec<Pending>, StoreError> {
+    ) -> Result<(Vec<Pending>, usize), StoreError> {
         let txn = self.db.begin_write().map_err(e)?;
         let mut moved = Vec::new();
+        let mut references = 0;
         {
             let mut dead = txn.open_table(DEAD).map_err(e)?;
             let mut retries = txn.open_table(RETRIES).map_err(e)?;
@@ -212,6 +274,10 @@ impl DeliveryStore {
                 .filter(|d| pick(d))
                 .collect();
             for d in chosen {
+                if d.is_reference() {
+                    references += 1;
+                    continue;
+                }
                 dead.remove((dest, d.delivery.id)).map_err(e)?;
                 let mut p = d.delivery;
                 p.next_at_ms = now_ms;
@@ -223,7 +289,17 @@ impl DeliveryStore {
             }
         }
         txn.commit().map_err(e)?;
-        Ok(moved)
+        Ok((moved, references))
+    }
+
+    /// One dead letter by id.
+    pub fn dead_letter_by_id(&self, dest: &str, id: u64) -> Result<Option<DeadLetter>, StoreError> {
+        let txn = self.db.begin_read().map_err(e)?;
+        let t = txn.open_table(DEAD).map_err(e)?;
+        match t.get((dest, id)).map_err(e)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(e)?)),
+            None => Ok(None),
+        }
     }
 
     /// Appends attempts to the delivery log without syncing (the next durable commit does),
@@ -277,11 +353,26 @@ impl DeliveryStore {
             .into_iter()
             .filter(|p| p.message_id == message_id)
             .collect();
-        let dead = self
-            .dead_letters(dest, usize::MAX, None)?
-            .into_iter()
-            .filter(|d| d.delivery.message_id == message_id)
-            .collect();
+        // The dead-letter queue can hold many `backlog_overflow` references: only rows whose
+        // bytes hold the id are parsed.
+        let needle = serde_json::to_vec(message_id).map_err(e)?;
+        let dead = {
+            let txn = self.db.begin_read().map_err(e)?;
+            let t = txn.open_table(DEAD).map_err(e)?;
+            let mut out = Vec::new();
+            for row in t.range((dest, 0)..=(dest, u64::MAX)).map_err(e)?.rev() {
+                let (_, v) = row.map_err(e)?;
+                let bytes = v.value();
+                if !bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                    continue;
+                }
+                let d: DeadLetter = serde_json::from_slice(bytes).map_err(e)?;
+                if d.delivery.message_id == message_id {
+                    out.push(d);
+                }
+            }
+            out
+        };
         Ok(Lineage {
             attempts,
             retries,
@@ -362,6 +453,7 @@ mod tests {
                     delivery: b.clone(),
                     reason: "http 400".into(),
                     dead_at_ms: 9,
+                    detail: None,
                 },
             )
             .unwrap();
@@ -370,7 +462,7 @@ mod tests {
         assert_eq!(store.retries("hook").unwrap(), vec![a.clone()]);
         let dead = store.dead_letters("hook", 10, None).unwrap();
         assert_eq!((dead.len(), dead[0].reason.as_str()), (1, "http 400"));
-        let replayed = store.replay_dead_letters("hook", 42, |_| true).unwrap();
+        let (replayed, _) = store.replay_dead_letters("hook", 42, |_| true).unwrap();
         assert_eq!(
             (replayed.len(), replayed[0].next_at_ms, replayed[0].attempts),
             (1, 42, 0)
@@ -379,6 +471,52 @@ mod tests {
         assert_eq!(store.retries("hook").unwrap().len(), 2);
         store.remove_retry("hook", a.id).unwrap();
         assert_eq!(store.retries("hook").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn overflow_references_are_kept_never_replayed_and_found_by_lineage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DeliveryStore::open(&dir.path().join("d.redb")).unwrap();
+        let mut reference = pending(7);
+        reference.request = Request::default();
+        reference.attempts = 0;
+        reference.last_status = None;
+        let dl = DeadLetter {
+            delivery: reference,
+            reason: BACKLOG_OVERFLOW.into(),
+            dead_at_ms: 9,
+            detail: Some("backlog.max_age (7d) exceeded".into()),
+        };
+        store.overflow("hook", vec![dl.clone()], 8).unwrap();
+        store
+            .dead_letter(
+                "hook",
+                DeadLetter {
+                    delivery: pending(9),
+                    reason: "HTTP 400".into(),
+                    dead_at_ms: 10,
+                    detail: None,
+                },
+            )
+            .unwrap();
+        assert_eq!(store.overflowed_through("hook").unwrap(), 8);
+        assert_eq!(store.overflowed_through("other").unwrap(), 0);
+        let listed = store.dead_letters("hook", 10, None).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed[1].is_reference() && !listed[0].is_reference());
+        assert_eq!(listed[1].detail, dl.detail);
+        let (moved, references) = store.replay_dead_letters("hook", 1, |_| true).unwrap();
+        assert_eq!((moved.len(), references), (1, 1));
+        assert_eq!(store.counts("hook").unwrap(), (1, 1), "the reference stays");
+        let lineage = store.lineage("hook", "m-7").unwrap();
+        assert_eq!(lineage.dead.len(), 1);
+        assert!(store.lineage("hook", "m-").unwrap().dead.is_empty());
+        // A dead letter written before these fields existed still reads.
+        let old = r#"{"id":3,"seq":1,"source":"web","message_id":"m","mapping":"x","received_ms":1,
+            "request":{"url":"http://x/","method":"POST","headers":[],"body":"{}","signed":"{}"},
+            "attempts":1,"next_at_ms":0,"last_status":500,"last_error":null,"reason":"HTTP 500","dead_at_ms":2}"#;
+        let parsed: DeadLetter = serde_json::from_str(old).unwrap();
+        assert!(!parsed.is_reference() && parsed.detail.is_none());
     }
 
     #[test]

@@ -212,9 +212,14 @@ pub fn classify(result: &Result<Response, SendError>) -> Outcome {
                 retry_after: r.retry_after.clone(),
             }
         }
-        Ok(r) if (300..400).contains(&r.status) => {
-            Outcome::Permanent(format!("HTTP {} (redirects are not followed)", r.status))
-        }
+        Ok(r) if (300..400).contains(&r.status) => Outcome::Permanent(match &r.location {
+            Some(to) => format!(
+                "HTTP {} (redirects are not followed; Location: {})",
+                r.status,
+                crate::redact::url(to).chars().take(256).collect::<String>()
+            ),
+            None => format!("HTTP {} (redirects are not followed)", r.status),
+        }),
         Ok(r) => Outcome::Permanent(format!("HTTP {}", r.status)),
         Err(SendError::Timeout) => Outcome::Retry {
             reason: "timed out".into(),
@@ -259,6 +264,7 @@ mod tests {
             status,
             body_prefix: String::new(),
             retry_after: None,
+            location: None,
         })
     }
 

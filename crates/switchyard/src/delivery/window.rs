@@ -64,6 +64,18 @@ impl Window {
         }
     }
 
+    /// The records from `read` up to `to` were passed over unread (a backlog overflow
+    /// dead-lettered them): the next read starts at `to`. With no record open the cursor
+    /// moves there at once; otherwise it stays at the oldest open record, and the passed-over
+    /// ones are not listed in `done` (a crash before the open ones finish passes them over
+    /// again, or, under the caps by then, delivers them: at least once, never lost).
+    pub fn pass_over(&mut self, to: CursorState) {
+        if to.next_seq > self.read.next_seq {
+            self.read.position = to.position;
+            self.read.next_seq = to.next_seq;
+        }
+    }
+
     /// The durable cursor for the current state.
     pub fn cursor(&self, skip_from_restart: &BTreeSet<u64>) -> CursorState {
         match self.open.iter().next() {
@@ -140,5 +152,41 @@ mod tests {
             }
         );
         assert_eq!(w.held(), 0);
+    }
+
+    #[test]
+    fn passing_over_unread_records_moves_the_cursor_once_nothing_older_is_open() {
+        let mut w = Window::new(CursorState {
+            position: pos(0),
+            next_seq: 0,
+            done: vec![],
+        });
+        w.opened(0, pos(0), pos(10), 1);
+        w.pass_over(CursorState {
+            position: pos(500),
+            next_seq: 50,
+            done: vec![],
+        });
+        assert_eq!(
+            w.cursor(&BTreeSet::new()),
+            CursorState {
+                position: pos(0),
+                next_seq: 0,
+                done: vec![]
+            },
+            "the open record holds the cursor"
+        );
+        w.opened(50, pos(500), pos(510), 1);
+        w.complete(0);
+        assert_eq!(w.cursor(&BTreeSet::new()).position, pos(500));
+        w.complete(50);
+        assert_eq!(
+            w.cursor(&BTreeSet::new()),
+            CursorState {
+                position: pos(510),
+                next_seq: 51,
+                done: vec![]
+            }
+        );
     }
 }

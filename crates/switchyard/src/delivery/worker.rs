@@ -27,6 +27,7 @@ use crate::clock::Clock;
 use crate::config::{DestinationConfig, WebhookConfig};
 use crate::cursor::{CursorFile, CursorState};
 use crate::destinations::DestinationStatus;
+use crate::destinations::backlog::Backlog;
 use crate::log::Committed;
 use crate::log::reader::{LogReader, Read1};
 use crate::log::segment::Position;
@@ -47,6 +48,8 @@ pub struct WebhookWorker {
     pub client: HttpClient,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// The destination's backlog caps (`destinations/backlog.rs`), checked before each read.
+    pub backlog: Backlog,
 }
 
 /// One attempt to make: a delivery, and whether it holds back the cursor (or, for a
@@ -93,6 +96,8 @@ struct State {
     replay: Option<ReplayRun>,
     /// The NATS connection of a `nats` destination.
     nats: Option<NatsPublisher>,
+    /// The last attempt started was a due retry (so a queued delivery goes next).
+    last_was_retry: bool,
 }
 
 /// A replay from the log in progress: its own reader, and how many of the current chunk's
@@ -136,9 +141,10 @@ impl WebhookWorker {
             flushing: None,
             replay: None,
             nats: None,
+            last_was_retry: false,
         };
         if let Some(target) = &self.cfg.nats {
-            match self.connect_nats(target, &status, &cancel).await {
+            match self.connect_nats(target, &mut st, &status, &cancel).await {
                 Some(n) => st.nats = Some(n),
                 None => return,
             }
@@ -149,6 +155,7 @@ impl WebhookWorker {
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         let linger = self.cfg.delivery.batch_linger.as_millis() as i64;
         loop {
+            self.overflow(&mut st).await;
             self.fill(&mut st).await;
             for batch in st.batcher.due(self.clock.now_ms(), linger) {
                 st.queue.push_back(Job::live(batch));
@@ -186,6 +193,22 @@ impl WebhookWorker {
         // flight over-counts live ones (also held by the window) by at most `concurrency`.
         let busy = st.window.held() + st.retries.len() + st.inflight.len();
         self.cfg.delivery.max_in_flight.saturating_sub(busy)
+    }
+
+    /// Past a backlog cap, passes over the oldest records not read yet: they become
+    /// `backlog_overflow` dead letters and reading continues after them (the window's records,
+    /// already read, finish as usual).
+    async fn overflow(&self, st: &mut State) {
+        if !self.backlog.due() {
+            return;
+        }
+        let end = self.committed.borrow().end;
+        let pinned = st.window.cursor(&st.skip).position;
+        let read = st.window.read.clone();
+        if let Some(next) = self.backlog.enforce(pinned, read, end).await {
+            st.reader = Some(LogReader::new(&self.log_dir, next.position));
+            st.window.pass_over(next);
+        }
     }
 
     /// Reads more records while the window has room, turning them into jobs.
@@ -249,6 +272,7 @@ impl WebhookWorker {
     async fn connect_nats(
         &self,
         t: &crate::config::NatsTarget,
+        st: &mut State,
         status: &DestinationStatus,
         cancel: &CancellationToken,
     ) -> Option<NatsPublisher> {
@@ -271,9 +295,17 @@ impl WebhookWorker {
                     status.set_error(Some(error));
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                () = cancel.cancelled() => return None,
+            // The backlog caps hold while NATS is away.
+            for _ in 0..5 {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = cancel.cancelled() => {
+                        self.finish_flush(st, status).await;
+                        return None;
+                    }
+                }
+                self.overflow(st).await;
+                self.flush(st, status).await;
             }
         }
     }
@@ -381,7 +413,9 @@ impl WebhookWorker {
         }
     }
 
-    /// Starts attempts while concurrency allows: due retries first, then new deliveries.
+    /// Starts attempts while concurrency allows: due retries and new deliveries take turns,
+    /// so that during an outage retries coming due cannot starve the records of the window
+    /// (which hold the cursor back, and with it the log's reclaim).
     fn dispatch(&self, st: &mut State) {
         let now = self.clock.now_ms();
         while st.inflight.len() < self.cfg.delivery.concurrency {
@@ -389,7 +423,9 @@ impl WebhookWorker {
                 .retries
                 .first_key_value()
                 .is_some_and(|((at, _), _)| *at <= now);
-            let job = if due {
+            let take_retry = due && (!st.last_was_retry || st.queue.is_empty());
+            st.last_was_retry = take_retry;
+            let job = if take_retry {
                 st.retries.pop_first().map(|(_, j)| j)
             } else {
                 st.queue.pop_front()
@@ -485,11 +521,16 @@ impl WebhookWorker {
                 self.complete(st, &job);
             }
             Outcome::Retry { reason, .. } if self.expired(&job.p, now) => {
-                let hours = self.cfg.retry.max_age.as_secs_f64() / 3600.0;
+                let max_age = self.cfg.retry.max_age;
+                let age = if max_age >= Duration::from_secs(3600) {
+                    format!("{:.2}h", max_age.as_secs_f64() / 3600.0)
+                } else {
+                    crate::destinations::backlog::human_duration(max_age)
+                };
                 self.dead(
                     st,
                     job,
-                    format!("retry.max_age ({hours:.2}h) exceeded; last attempt: {reason}"),
+                    format!("retry.max_age ({age}) exceeded; last attempt: {reason}"),
                 )
                 .await;
             }
@@ -538,6 +579,7 @@ impl WebhookWorker {
             delivery: job.p.clone(),
             reason,
             dead_at_ms: self.clock.now_ms(),
+            detail: None,
         };
         let (store, dest) = (self.store.clone(), self.dest.id.clone());
         match tokio::task::spawn_blocking(move || store.dead_letter(&dest, dl)).await {

@@ -2,6 +2,7 @@
 //! so a slow destination only grows its own backlog (on disk), never ingest's or another
 //! destination's.
 
+pub mod backlog;
 mod file;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +67,8 @@ pub struct Runner {
     pub log_dir: std::path::PathBuf,
     pub committed: watch::Receiver<Committed>,
     pub metrics: Arc<Metrics>,
+    /// The destination's backlog caps (`backlog.rs`), checked before each read.
+    pub backlog: backlog::Backlog,
 }
 
 impl Runner {
@@ -126,6 +129,20 @@ impl Runner {
                 tokio::select! {
                     changed = self.committed.changed() => if changed.is_err() { break },
                     () = cancel.cancelled() => break,
+                }
+                continue;
+            }
+            // Past a backlog cap, the oldest pending events become dead letters and the cursor
+            // moves past them before anything is read.
+            if let Some(next) = self
+                .backlog
+                .enforce_cursor(&self.data_dir, &state, committed.end)
+                .await
+            {
+                state = next;
+                status.set(&state);
+                if let Some(w) = work.as_mut() {
+                    w.reader = LogReader::new(&self.log_dir, state.position);
                 }
                 continue;
             }

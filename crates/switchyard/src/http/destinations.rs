@@ -40,6 +40,13 @@ fn attempt_view(a: &Attempt) -> Value {
 
 fn dead_letter_view(d: &DeadLetter) -> Value {
     let p = &d.delivery;
+    if d.is_reference() {
+        // A reference to the logged event (`backlog_overflow`): there is no request.
+        return json!({"id": p.id, "reason": d.reason, "detail": d.detail, "dead_at": time(d.dead_at_ms),
+               "source": p.source, "message_id": p.message_id, "mapping": p.mapping,
+               "received_at": time(p.received_ms), "log_seq": p.seq, "attempts": p.attempts,
+               "last_status": p.last_status, "last_error": p.last_error, "request": null});
+    }
     let headers: Vec<Value> = p
         .request
         .headers
@@ -115,15 +122,53 @@ pub struct ReplayBody {
     since: Option<String>,
 }
 
+/// Why a `backlog_overflow` dead letter cannot be sent again from the queue.
+const REFERENCE_HINT: &str = "a backlog_overflow dead letter is a reference to the logged event \
+(messageId, source, receivedAt, log seq), not a request; send such events again with \
+`switchyard replay --destination ID --from-log --since <received_at>` while storage.retention still keeps the log";
+
 pub async fn replay_one(
     State(state): State<AppState>,
     Path((id, dl_id)): Path<(String, u64)>,
 ) -> Result<Json<Value>, ApiError> {
-    let n = replay(&state, id, move |d| d.delivery.id == dl_id).await?;
+    replayable(&state, &id)?;
+    let (store, dest) = (state.store.clone(), id.clone());
+    let found = blocking(move || store.dead_letter_by_id(&dest, dl_id)).await?;
+    match found {
+        None => return Err(ApiError::not_found(format!("no dead letter {dl_id}"))),
+        Some(d) if d.is_reference() => {
+            return Err(ApiError::bad_request("not_replayable", REFERENCE_HINT));
+        }
+        Some(_) => {}
+    }
+    let (n, _) = replay(&state, id, move |d| d.delivery.id == dl_id).await?;
     if n == 0 {
         return Err(ApiError::not_found(format!("no dead letter {dl_id}")));
     }
     Ok(Json(json!({"replayed": n})))
+}
+
+/// Dead letters go back into the retry set of the delivery engine: only webhook, segment and
+/// nats destinations read one. A file or postgres destination's dead letters are all
+/// `backlog_overflow` references, so replaying them is refused rather than moving them into a
+/// retry set nobody reads.
+fn replayable(state: &AppState, id: &str) -> Result<(), ApiError> {
+    known(state, id)?;
+    let kind = state
+        .config
+        .destinations
+        .iter()
+        .find(|d| d.id == id)
+        .map(|d| &d.kind);
+    match kind {
+        Some(crate::config::DestinationKind::Webhook(_)) | None => Ok(()),
+        Some(_) => Err(ApiError::bad_request(
+            "unsupported_destination",
+            "only webhook, segment and nats destinations replay dead letters; a file or postgres \
+             destination's dead letters are backlog_overflow references to logged events \
+             (messageId, source, receivedAt, log seq), kept so that nothing is dropped unseen",
+        )),
+    }
 }
 
 pub async fn replay_all(
@@ -140,22 +185,29 @@ pub async fn replay_all(
             )
         })?,
     };
-    let n = replay(&state, id, move |d| d.dead_at_ms >= since).await?;
+    replayable(&state, &id)?;
+    let (n, references) = replay(&state, id, move |d| d.dead_at_ms >= since).await?;
+    if references > 0 {
+        return Ok(Json(
+            json!({"replayed": n, "not_replayable": references, "hint": REFERENCE_HINT}),
+        ));
+    }
     Ok(Json(json!({"replayed": n})))
 }
 
+/// (moved into the retry set, `backlog_overflow` references picked but left in place).
 async fn replay(
     state: &AppState,
     id: String,
     pick: impl Fn(&DeadLetter) -> bool + Send + 'static,
-) -> Result<usize, ApiError> {
+) -> Result<(usize, usize), ApiError> {
     known(state, &id)?;
     let (store, now, dest) = (state.store.clone(), state.clock.now_ms(), id.clone());
-    let moved = blocking(move || store.replay_dead_letters(&dest, now, pick)).await?;
+    let (moved, references) = blocking(move || store.replay_dead_letters(&dest, now, pick)).await?;
     if let Some(d) = state.destinations.iter().find(|d| d.id == id) {
         d.wake.notify_one();
     }
-    Ok(moved.len())
+    Ok((moved.len(), references))
 }
 
 /// `since`: RFC 3339, or a duration meaning "that long ago" (`2h`, `30m`).

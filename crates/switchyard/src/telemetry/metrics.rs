@@ -32,6 +32,9 @@ pub struct Metrics {
     pub log_bytes: Gauge,
     pub function_runs: Family<Labels, Counter>,
     pub warehouse_discards: Family<Labels, Counter>,
+    pub backlog_overflow: Family<Labels, Counter>,
+    pub backlog_bytes: Family<Labels, Gauge>,
+    pub backlog_oldest_age: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -62,6 +65,9 @@ impl Metrics {
             log_bytes: Gauge::default(),
             function_runs: Family::default(),
             warehouse_discards: Family::default(),
+            backlog_overflow: Family::default(),
+            backlog_bytes: Family::default(),
+            backlog_oldest_age: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -158,6 +164,21 @@ impl Metrics {
             "warehouse_discards",
             "Values, rows and records written to _switchyard_discards, by destination and reason",
             m.warehouse_discards.clone(),
+        );
+        registry.register(
+            "backlog_overflow",
+            "Events dead-lettered with reason backlog_overflow because a destination's backlog passed backlog.max_bytes or backlog.max_age, by destination",
+            m.backlog_overflow.clone(),
+        );
+        registry.register(
+            "destination_backlog_bytes",
+            "Log bytes between a destination's cursor and the committed end (checked about once a second), by destination",
+            m.backlog_bytes.clone(),
+        );
+        registry.register(
+            "destination_backlog_oldest_age_seconds",
+            "Age of the oldest record a destination has not passed, by receivedAt, by destination",
+            m.backlog_oldest_age.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -22,6 +22,7 @@ use super::schema::SchemaCache;
 use crate::config::{DestinationConfig, PostgresSettings};
 use crate::cursor::{CursorFile, CursorState};
 use crate::destinations::DestinationStatus;
+use crate::destinations::backlog::Backlog;
 use crate::log::Committed;
 use crate::log::segment::Position;
 use crate::telemetry::{Metrics, metrics};
@@ -36,6 +37,8 @@ pub struct WarehouseWorker {
     pub data_dir: PathBuf,
     pub committed: watch::Receiver<Committed>,
     pub metrics: Arc<Metrics>,
+    /// The destination's backlog caps (`destinations/backlog.rs`), checked before each read.
+    pub backlog: Backlog,
 }
 
 impl WarehouseWorker {
@@ -50,6 +53,18 @@ impl WarehouseWorker {
         let mut backoff = MIN_BACKOFF;
         let mut prefetched: Option<JoinHandle<std::io::Result<Batch>>> = None;
         loop {
+            // Past a backlog cap, the oldest pending events become dead letters and the cursor
+            // moves past them before anything is read.
+            let end = self.committed.borrow().end;
+            if let Some(next) = self
+                .backlog
+                .enforce_cursor(&self.data_dir, &state, end)
+                .await
+            {
+                state = next;
+                status.set(&state);
+                prefetched = None;
+            }
             let batch = match prefetched.take() {
                 Some(h) => match h.await {
                     Ok(Ok(b)) => b,
@@ -107,15 +122,47 @@ impl WarehouseWorker {
                     }
                     // A table or column may have changed behind our back: re-read them.
                     cache.forget_all();
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = cancel.cancelled() => break,
+                    if !self.pause(backoff, &mut state, &status, &cancel).await {
+                        break;
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
         tracing::info!(destination = %self.dest.id, next_seq = state.next_seq, "Destination stopped");
+    }
+
+    /// Waits `d` before the next attempt, checking the backlog caps about once a second
+    /// meanwhile (Postgres may be down for long). False when cancelled.
+    async fn pause(
+        &self,
+        d: Duration,
+        state: &mut CursorState,
+        status: &DestinationStatus,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let until = tokio::time::Instant::now() + d;
+        loop {
+            let slice = until
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(Duration::from_secs(1));
+            if slice.is_zero() {
+                return true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(slice) => {}
+                () = cancel.cancelled() => return false,
+            }
+            let end = self.committed.borrow().end;
+            if let Some(next) = self
+                .backlog
+                .enforce_cursor(&self.data_dir, state, end)
+                .await
+            {
+                *state = next;
+                status.set(state);
+            }
+        }
     }
 
     /// After a batch committed: saves the cursor, then the status and metrics. False when

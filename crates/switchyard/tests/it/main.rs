@@ -10,6 +10,7 @@ mod corruption;
 mod crash;
 mod disk;
 mod egress;
+mod faults;
 mod forward;
 mod functions;
 mod harness;

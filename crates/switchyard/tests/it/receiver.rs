@@ -1,5 +1,7 @@
 //! A real HTTP receiver for delivery tests: records every request, answers with a status
-//! the test controls, or hangs (a black hole) until the client gives up.
+//! the test controls, or hangs (a black hole) until the client gives up; or, with
+//! `respond`, answers each request as a function of it and of what came before (a delay,
+//! headers such as `Retry-After` or `Location`).
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,6 +11,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -27,6 +30,35 @@ impl Received {
     }
 }
 
+/// How to answer one request: after `delay`, with `status` and `headers`.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+/// Picks the reply to a request, given it and everything received so far (it included).
+type Respond = Arc<dyn Fn(&Received, &[Received]) -> Reply + Send + Sync>;
+
 /// Status 0 means "never answer".
 #[derive(Clone)]
 pub struct Receiver {
@@ -34,25 +66,39 @@ pub struct Receiver {
     pub port: u16,
     got: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    respond: Arc<Mutex<Option<Respond>>>,
 }
 
-async fn handle(
-    State(r): State<Receiver>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
+async fn handle(State(r): State<Receiver>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let status = r.status.load(Ordering::SeqCst);
-    r.got.lock().unwrap().push(Received {
+    let this = Received {
         path: uri.path().to_owned(),
         headers,
         body,
         at: Instant::now(),
-    });
+    };
+    let respond = r.respond.lock().unwrap().clone();
+    let reply = {
+        let mut got = r.got.lock().unwrap();
+        got.push(this.clone());
+        respond.map(|f| f(&this, &got))
+    };
+    if let Some(reply) = reply {
+        tokio::time::sleep(reply.delay).await;
+        let mut resp = StatusCode::from_u16(reply.status)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response();
+        for (k, v) in reply.headers {
+            resp.headers_mut().insert(k, v.parse().unwrap());
+        }
+        return resp;
+    }
     if status == 0 {
         std::future::pending::<()>().await;
     }
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    StatusCode::from_u16(status)
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        .into_response()
 }
 
 impl Receiver {
@@ -64,6 +110,7 @@ impl Receiver {
             port,
             got: Arc::default(),
             status: Arc::new(AtomicU16::new(200)),
+            respond: Arc::default(),
         };
         let app = Router::new().fallback(handle).with_state(r.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -72,6 +119,11 @@ impl Receiver {
 
     pub fn answer(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answers every later request with what `f` picks (instead of `answer`'s status).
+    pub fn respond(&self, f: impl Fn(&Received, &[Received]) -> Reply + Send + Sync + 'static) {
+        *self.respond.lock().unwrap() = Some(Arc::new(f));
     }
 
     pub fn received(&self) -> Vec<Received> {

@@ -279,7 +279,9 @@ fn unreadable_log(dir: &std::path::Path) {
         .into_iter()
         .map(|(kind, id, body)| Entry {
             kind,
-            received_ms: 1_700_000_000_000,
+            // Now: a record received over `backlog.max_age` (7d) ago would be dead-lettered
+            // as backlog_overflow before the warehouse read it.
+            received_ms: switchyard::event::now_ms(),
             source: "web".into(),
             environment: "production".into(),
             message_id: id.into(),
