@@ -465,7 +465,10 @@ fn mapping(cx: &mut Cx, v: &serde_json::Value, path: &str) -> Option<Mapping> {
 /// warning, since delivery would fail permanently.
 fn check_literal_url(cx: &mut Cx, text: &str, path: &str, server: &ServerConfig) {
     let Ok(uri) = text.parse::<hyper::Uri>() else {
-        cx.err(path, format!("{text:?} is not a valid URL"));
+        cx.err(
+            path,
+            format!("{:?} is not a valid URL", crate::redact::url(text)),
+        );
         return;
     };
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {

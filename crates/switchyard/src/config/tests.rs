@@ -381,3 +381,26 @@ destinations:
         );
     }
 }
+
+/// An invalid URL is echoed in the problem without its user-info or query values (found by
+/// the attack suite: `check` printed the password).
+#[test]
+fn an_invalid_url_is_reported_without_its_secrets() {
+    let (_, problems) = compile(
+        r#"
+server: { listen: 127.0.0.1:8088, data_dir: /tmp/x }
+sources: [{ id: web, type: http_api, write_keys: { production: wk_1 } }]
+destinations:
+  - id: hook
+    type: webhook
+    mappings:
+      - { name: M, subscribe: 'type = "track"', url: "http://user:hunter2-secret@ho st/x?token=qsecret" }
+"#,
+    );
+    let text = problems.join("\n");
+    assert!(text.contains("is not a valid URL"), "{text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains("qsecret"),
+        "{text}"
+    );
+}

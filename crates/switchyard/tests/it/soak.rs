@@ -111,10 +111,9 @@ destinations:
   - id: hook
     type: webhook
     mappings:
-      - {{ name: All, subscribe: 'type = "track"', url: "{url}/soak" }}
+      - {{ name: All, subscribe: 'type = "track"', url: "http://127.0.0.1:{port}/soak" }}
 "#,
         d = dir.path().display(),
-        url = format!("http://127.0.0.1:{port}")
     );
     let config = dir.path().join("switchyard.yaml");
     std::fs::write(&config, yaml).unwrap();
@@ -179,7 +178,14 @@ destinations:
     let series: Vec<String> = samples
         .iter()
         .step_by(6)
-        .map(|s| format!("{:.0}s {:.1}/{:.1}", s.at_s, s.rss_kib / 1024.0, s.anon_kib / 1024.0))
+        .map(|s| {
+            format!(
+                "{:.0}s {:.1}/{:.1}",
+                s.at_s,
+                s.rss_kib / 1024.0,
+                s.anon_kib / 1024.0
+            )
+        })
         .collect();
     eprintln!("soak RSS/anonymous MiB every 30 s: {}", series.join(", "));
     assert!(acked >= RATE * secs / 2, "the load ran: {acked} acked");
