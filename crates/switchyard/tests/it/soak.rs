@@ -96,7 +96,7 @@ async fn counting_receiver() -> (u16, Arc<AtomicU64>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn soak_steady_load_keeps_memory_and_descriptors_flat() {
+async fn soak_steady_load_keeps_memory_bounded_and_descriptors_flat() {
     let secs = soak_secs();
     let (port, received) = counting_receiver().await;
     let dir = tempfile::tempdir().unwrap();
