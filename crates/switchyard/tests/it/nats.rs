@@ -234,63 +234,6 @@ async fn check_fails_when_no_stream_captures_the_subject_unless_core() {
 
 const NATS_PASSWORD: &str = "nats_pw_secret_7731";
 
-/// `switchyard serve --config cfg` with its stderr collected: the child, its URL once
-/// ready, and the stderr text once it exits.
-async fn serve_capturing_stderr(
-    cfg: &std::path::Path,
-) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
-    use std::io::Read;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--config"])
-        .arg(cfg)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let url = tokio::task::spawn_blocking(move || {
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(&mut stdout));
-        let url = lines
-            .find_map(|l| l.ok()?.strip_prefix("ingest_url: ").map(str::to_owned))
-            .expect("serve printed its URL");
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        url
-    })
-    .await
-    .unwrap();
-    crate::crash::wait_ready(&url).await;
-    (child, url, log)
-}
-
-/// Runs the CLI and returns its stdout and stderr together.
-async fn cli_output(args: Vec<String>) -> String {
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .output()
-            .unwrap();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-    .await
-    .unwrap()
-}
-
-/// Regression: a `nats` destination URL's password appeared in `/api/v1/inspect`,
-/// `switchyard inspect`, `check` and the error log (`cannot connect to nats://user:pw@…`).
-/// The URL is shown with its user-info redacted everywhere. Needs no NATS: port 1 refuses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_url_password_is_never_shown() {
     let dir = tempfile::tempdir().unwrap();
@@ -303,7 +246,7 @@ async fn a_nats_url_password_is_never_shown() {
         ),
     )
     .unwrap();
-    let (mut child, url, log) = serve_capturing_stderr(&cfg).await;
+    let (mut child, url, log) = crate::attacks::serve(&cfg, &[], "info").await;
     let deadline = Instant::now() + Duration::from_secs(15);
     let live = loop {
         let r = client::call(Method::GET, &format!("{url}/api/v1/inspect"), None, None)
@@ -318,9 +261,9 @@ async fn a_nats_url_password_is_never_shown() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(live.contains("cannot connect to nats://***:"), "{live}");
-    let inspect = cli_output(vec!["inspect".into(), "--url".into(), url.clone()]).await;
+    let inspect = crate::attacks::cli(vec!["inspect".into(), "--url".into(), url.clone()]).await;
     assert!(inspect.contains("last error: cannot connect"), "{inspect}");
-    let check = cli_output(vec![
+    let check = crate::attacks::cli(vec![
         "check".into(),
         "--config".into(),
         cfg.display().to_string(),

@@ -146,6 +146,24 @@ pub async fn serve(
     (child, url, log)
 }
 
+/// Runs the CLI at `RUST_LOG=info` and returns its stdout and stderr together.
+pub async fn cli(args: Vec<String>) -> String {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+    .await
+    .unwrap()
+}
+
 /// SIGTERM, then the exit (so the log is complete).
 pub fn stop(mut child: Child) {
     let _ = Command::new("kill")

@@ -106,23 +106,6 @@ fn hmac_hex<M: Mac + KeyInit>(key: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-async fn cli(args: Vec<String>) -> String {
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .output()
-            .unwrap();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-    .await
-    .unwrap()
-}
-
 /// Reads `GET /api/v1/stream` for `window`, while `during` runs.
 fn stream(url: &str, window: Duration) -> std::thread::JoinHandle<String> {
     let addr = url.trim_start_matches("http://").to_owned();
@@ -386,7 +369,7 @@ async fn no_secret_is_shown_logged_or_stored_in_clear() {
     // The CLI, live and against the config.
     shown.push((
         "inspect --url".into(),
-        cli(vec![
+        super::cli(vec![
             "inspect".into(),
             "--url".into(),
             url.clone(),
@@ -397,7 +380,7 @@ async fn no_secret_is_shown_logged_or_stored_in_clear() {
     ));
     shown.push((
         "inspect --url --format json".into(),
-        cli(vec![
+        super::cli(vec![
             "inspect".into(),
             "--url".into(),
             url.clone(),
@@ -410,7 +393,7 @@ async fn no_secret_is_shown_logged_or_stored_in_clear() {
     ));
     shown.push((
         "inspect --config".into(),
-        cli(vec![
+        super::cli(vec![
             "inspect".into(),
             "--config".into(),
             cfg.display().to_string(),
@@ -419,7 +402,7 @@ async fn no_secret_is_shown_logged_or_stored_in_clear() {
     ));
     shown.push((
         "check".into(),
-        cli(vec![
+        super::cli(vec![
             "check".into(),
             "--config".into(),
             cfg.display().to_string(),
@@ -430,7 +413,7 @@ async fn no_secret_is_shown_logged_or_stored_in_clear() {
     shown.push(("the server's log (info)".into(), log.join().unwrap()));
     shown.push((
         "inspect --data-dir (offline)".into(),
-        cli(vec![
+        super::cli(vec![
             "inspect".into(),
             "--data-dir".into(),
             dir.path().join("data").display().to_string(),
