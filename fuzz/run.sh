@@ -4,7 +4,9 @@
 # comes first. A crash stops that target, keeps its input under fuzz/artifacts/ and makes the
 # script exit 1.
 #   bash fuzz/run.sh                      # CI smoke: 15 s per target
-#   RUNS=10000000 SECONDS_PER=3600 bash fuzz/run.sh   # the dedicated run (RELIABILITY.md)
+#   RUNS=10000000 SECONDS_PER=3600 WRITE_CORPUS=1 bash fuzz/run.sh   # the dedicated run
+# The committed corpus is read; new inputs go to a scratch directory unless WRITE_CORPUS=1
+# (then minimise with `cargo fuzz cmin` before committing).
 set -uo pipefail
 cd "$(dirname "$0")"
 RUNS=${RUNS:-100000000}
@@ -17,7 +19,9 @@ printf '%-16s %12s %10s %8s  %s\n' target executions exec/s corpus verdict
 for t in $TARGETS; do
   mkdir -p "corpus/$t"
   log=$(mktemp)
-  cargo fuzz run -s none -O "$t" "corpus/$t" -- \
+  dirs=("corpus/$t")
+  [ "${WRITE_CORPUS:-0}" = 1 ] || dirs=("$(mktemp -d)" "corpus/$t")
+  cargo fuzz run -s none -O "$t" "${dirs[@]}" -- \
     -runs="$RUNS" -max_total_time="$SECONDS_PER" -rss_limit_mb=2048 -timeout=10 \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?
@@ -27,5 +31,6 @@ for t in $TARGETS; do
   if [ "$rc" -eq 0 ]; then verdict="0 crashes"; else verdict="CRASH (exit $rc), see fuzz/artifacts/$t"; status=1; grep -E 'panicked|ERROR' "$log" | head -3; fi
   printf '%-16s %12s %10s %8s  %s\n' "$t" "${execs:-?}" "${rate:-?}" "$files" "$verdict"
   rm -f "$log"
+  [ "${WRITE_CORPUS:-0}" = 1 ] || rm -rf "${dirs[0]}"
 done
 exit "$status"
