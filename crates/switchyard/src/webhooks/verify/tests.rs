@@ -282,7 +282,8 @@ mod hostile {
             let forged = authenticate(&src, Presented::default(), &headers(&[("x-signature", &sig)]), &body, 0);
             let signed = segment_signed_bytes(&body, true).map(|b| crate::signing::segment_signature("abc123", b));
             prop_assert_eq!(forged.is_ok(), signed.as_ref().is_ok_and(|s| s.eq_ignore_ascii_case(sig.trim())));
-            if body.first() != Some(&b'[') {
+            // Leading whitespace is skipped before looking for an array, as the code does.
+            if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
                 let good = crate::signing::segment_signature("abc123", &body);
                 let ok = authenticate(&src, Presented::default(), &headers(&[("x-signature", &good)]), &body, 0);
                 prop_assert!(ok.is_ok());
