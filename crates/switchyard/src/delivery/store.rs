@@ -92,12 +92,33 @@ pub struct DeadLetter {
 
 /// The reason of a dead letter written because its destination's backlog passed a cap.
 pub const BACKLOG_OVERFLOW: &str = "backlog_overflow";
+/// The reason of a dead letter for log records a destination's reader could not read.
+pub const LOG_DAMAGE: &str = "log_damage";
+
+/// Which kind of reference dead letters a `references` write records progress for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Overflow,
+    Damage,
+}
+
+impl Mark {
+    fn key(self, dest: &str) -> String {
+        match self {
+            Mark::Overflow => format!("overflow:{dest}"),
+            Mark::Damage => format!("damage:{dest}"),
+        }
+    }
+}
 
 impl DeadLetter {
     /// A `backlog_overflow` dead letter is a reference to the logged event (its messageId,
-    /// source, receivedAt and log seq), not a request: there is nothing to send again.
+    /// source, receivedAt and log seq), and a `log_damage` one to the log records that could
+    /// not be read, not a request: there is nothing to send again.
     pub fn is_reference(&self) -> bool {
-        self.reason == BACKLOG_OVERFLOW || self.delivery.request.is_empty()
+        self.reason == BACKLOG_OVERFLOW
+            || self.reason == LOG_DAMAGE
+            || self.delivery.request.is_empty()
     }
 }
 
@@ -204,12 +225,14 @@ impl DeliveryStore {
         Ok(dl)
     }
 
-    /// Writes the `backlog_overflow` references of one overflow step, and that every record
-    /// before `through_seq` has been dead-lettered (so a repeat of the step after a crash, before
-    /// the cursor was saved, does not write them twice), in one durable transaction.
-    pub fn overflow(
+    /// Writes reference dead letters (no request: `backlog_overflow`, `log_damage`) and, under
+    /// `mark`, that every record before `through_seq` has been handled so, in one durable
+    /// transaction: a repeat of the step after a crash, before the cursor was saved, checks
+    /// `marked_through` and does not write them twice.
+    pub fn references(
         &self,
         dest: &str,
+        mark: Mark,
         refs: Vec<DeadLetter>,
         through_seq: u64,
     ) -> Result<(), StoreError> {
@@ -223,7 +246,7 @@ impl DeliveryStore {
                 dead.insert((dest, dl.delivery.id), bytes.as_slice())
                     .map_err(e)?;
             }
-            let key = format!("overflow:{dest}");
+            let key = mark.key(dest);
             let before = meta.get(key.as_str()).map_err(e)?.map_or(0, |v| v.value());
             meta.insert(key.as_str(), before.max(through_seq))
                 .map_err(e)?;
@@ -231,12 +254,14 @@ impl DeliveryStore {
         txn.commit().map_err(e)
     }
 
-    /// Records before this sequence number were already dead-lettered by an overflow step.
-    pub fn overflowed_through(&self, dest: &str) -> Result<u64, StoreError> {
+    /// Records before this sequence number were already handled under `mark`.
+    pub fn marked_through(&self, dest: &str, mark: Mark) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(e)?;
         let meta = txn.open_table(META).map_err(e)?;
-        let key = format!("overflow:{dest}");
-        Ok(meta.get(key.as_str()).map_err(e)?.map_or(0, |v| v.value()))
+        Ok(meta
+            .get(mark.key(dest).as_str())
+            .map_err(e)?
+            .map_or(0, |v| v.value()))
     }
 
     /// Newest first, ids below `before`.
@@ -487,7 +512,9 @@ mod tests {
             dead_at_ms: 9,
             detail: Some("backlog.max_age (7d) exceeded".into()),
         };
-        store.overflow("hook", vec![dl.clone()], 8).unwrap();
+        store
+            .references("hook", Mark::Overflow, vec![dl.clone()], 8)
+            .unwrap();
         store
             .dead_letter(
                 "hook",
@@ -499,8 +526,9 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_eq!(store.overflowed_through("hook").unwrap(), 8);
-        assert_eq!(store.overflowed_through("other").unwrap(), 0);
+        assert_eq!(store.marked_through("hook", Mark::Overflow).unwrap(), 8);
+        assert_eq!(store.marked_through("hook", Mark::Damage).unwrap(), 0);
+        assert_eq!(store.marked_through("other", Mark::Overflow).unwrap(), 0);
         let listed = store.dead_letters("hook", 10, None).unwrap();
         assert_eq!(listed.len(), 2);
         assert!(listed[1].is_reference() && !listed[0].is_reference());

@@ -130,7 +130,7 @@ impl WebhookWorker {
         let mut st = State {
             window: Window::new(cursor.clone()),
             skip: cursor.done.iter().copied().collect(),
-            reader: Some(LogReader::new(&self.log_dir, cursor.position)),
+            reader: Some(LogReader::new(&self.log_dir, cursor.position).expecting(cursor.next_seq)),
             queue: VecDeque::new(),
             retries: BTreeMap::new(),
             inflight: JoinSet::new(),
@@ -206,7 +206,7 @@ impl WebhookWorker {
         let pinned = st.window.cursor(&st.skip).position;
         let read = st.window.read.clone();
         if let Some(next) = self.backlog.enforce(pinned, read, end).await {
-            st.reader = Some(LogReader::new(&self.log_dir, next.position));
+            st.reader = Some(LogReader::new(&self.log_dir, next.position).expecting(next.next_seq));
             st.window.pass_over(next);
         }
     }
@@ -221,8 +221,16 @@ impl WebhookWorker {
         let Some(mut reader) = st.reader.take() else {
             return;
         };
+        let backlog = self.backlog.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let r = reader.read(end, room.min(1000), 8 << 20);
+            let r = reader
+                .read(end, room.min(1000), 8 << 20)
+                .and_then(|records| {
+                    // Records skipped as unreadable are dead letters before anything after them
+                    // is handled (and so before the cursor can pass them).
+                    backlog.dead_letter_losses(reader.take_lost())?;
+                    Ok(records)
+                });
             (reader, r)
         })
         .await;
@@ -239,7 +247,12 @@ impl WebhookWorker {
                 st.window.read.position = st.window.read.position.max(crossed);
             }
             Err(error) => {
-                tracing::error!(destination = %self.dest.id, %error, "Reading the log failed")
+                tracing::error!(destination = %self.dest.id, %error, "Reading the log failed");
+                // Read again from where the window stands: the reader may have moved past
+                // records it has not handed over.
+                let read = &st.window.read;
+                st.reader =
+                    Some(LogReader::new(&self.log_dir, read.position).expecting(read.next_seq));
             }
         }
     }

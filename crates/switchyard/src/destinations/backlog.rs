@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use crate::clock::Clock;
 use crate::config::{DestinationConfig, DestinationKind};
 use crate::cursor::{CursorFile, CursorState};
-use crate::delivery::store::{BACKLOG_OVERFLOW, DeadLetter, DeliveryStore, Pending};
+use crate::delivery::store::{BACKLOG_OVERFLOW, DeadLetter, DeliveryStore, Mark, Pending};
 use crate::log::reader::LogReader;
 use crate::log::record::{Entry, Kind};
 use crate::log::segment::{self, Position};
@@ -225,9 +225,9 @@ impl Backlog {
         let held = span(&sizes, pinned, read.position);
         let mark = d
             .store
-            .overflowed_through(&d.dest.id)
+            .marked_through(&d.dest.id, Mark::Overflow)
             .map_err(std::io::Error::other)?;
-        let mut reader = LogReader::new(&d.log_dir, read.position);
+        let mut reader = LogReader::new(&d.log_dir, read.position).expecting(read.next_seq);
         let (mut at, mut last): (Position, Option<(Position, u64)>) = (read.position, None);
         let (mut read_bytes, mut refs, mut first_seq) = (0usize, Vec::new(), None);
         let (mut by_bytes, mut by_age) = (0u64, 0u64);
@@ -276,12 +276,14 @@ impl Backlog {
                 }
             }
         }
+        // A damaged region passed over here is dead-lettered like one the runner meets.
+        self.dead_letter_losses(reader.take_lost())?;
         let Some((position, next_seq)) = last else {
             return Ok(step);
         };
         step.dead_lettered = refs.len() as u64;
         d.store
-            .overflow(&d.dest.id, refs, next_seq)
+            .references(&d.dest.id, Mark::Overflow, refs, next_seq)
             .map_err(std::io::Error::other)?;
         d.metrics
             .backlog_overflow
@@ -426,6 +428,8 @@ pub fn human_duration(d: Duration) -> String {
     }
     out
 }
+
+mod damage;
 
 #[cfg(test)]
 mod tests;

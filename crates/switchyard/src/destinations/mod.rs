@@ -115,8 +115,9 @@ impl Runner {
             return;
         };
         let mut work = Some(Work {
-            reader: LogReader::new(&self.log_dir, state.position),
+            reader: LogReader::new(&self.log_dir, state.position).expecting(state.next_seq),
             sink: FileSink::new(settings),
+            backlog: self.backlog.clone(),
         });
         let labels = metrics::destination(&self.config.id);
         loop {
@@ -142,7 +143,8 @@ impl Runner {
                 state = next;
                 status.set(&state);
                 if let Some(w) = work.as_mut() {
-                    w.reader = LogReader::new(&self.log_dir, state.position);
+                    w.reader =
+                        LogReader::new(&self.log_dir, state.position).expecting(state.next_seq);
                 }
                 continue;
             }
@@ -178,7 +180,8 @@ impl Runner {
                     tracing::error!(destination = %self.config.id, %error, "Destination write failed; retrying the batch");
                     *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(error.to_string());
-                    w.reader = LogReader::new(&self.log_dir, state.position);
+                    w.reader =
+                        LogReader::new(&self.log_dir, state.position).expecting(state.next_seq);
                     tokio::select! {
                         () = tokio::time::sleep(ERROR_BACKOFF) => {},
                         () = cancel.cancelled() => break,
@@ -197,6 +200,7 @@ impl Runner {
 struct Work {
     reader: LogReader,
     sink: FileSink,
+    backlog: backlog::Backlog,
 }
 
 impl Work {
@@ -209,6 +213,8 @@ impl Work {
         end: Position,
     ) -> std::io::Result<(CursorState, usize)> {
         let batch = self.reader.read(end, BATCH_RECORDS, BATCH_BYTES)?;
+        // Records skipped as unreadable are dead letters before the cursor moves past them.
+        self.backlog.dead_letter_losses(self.reader.take_lost())?;
         let Some(last) = batch.last() else {
             // Nothing readable before `end` (e.g. a reclaimed or damaged segment was skipped).
             let next = CursorState {

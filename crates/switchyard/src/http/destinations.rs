@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use crate::delivery::store::{Attempt, DeadLetter, DeliveryStore, StoreError};
+use crate::delivery::store::{Attempt, DeadLetter, DeliveryStore, LOG_DAMAGE, StoreError};
 use crate::redact;
 use crate::state::AppState;
 
@@ -40,6 +40,12 @@ fn attempt_view(a: &Attempt) -> Value {
 
 fn dead_letter_view(d: &DeadLetter) -> Value {
     let p = &d.delivery;
+    if d.reason == LOG_DAMAGE {
+        // Log records that could not be read: only their sequence numbers are known.
+        return json!({"id": p.id, "reason": d.reason, "detail": d.detail, "dead_at": time(d.dead_at_ms),
+               "source": null, "message_id": null, "mapping": null, "received_at": null,
+               "log_seq": p.seq, "attempts": 0, "last_status": null, "last_error": null, "request": null});
+    }
     if d.is_reference() {
         // A reference to the logged event (`backlog_overflow`): there is no request.
         return json!({"id": p.id, "reason": d.reason, "detail": d.detail, "dead_at": time(d.dead_at_ms),
@@ -125,7 +131,8 @@ pub struct ReplayBody {
 /// Why a `backlog_overflow` dead letter cannot be sent again from the queue.
 const REFERENCE_HINT: &str = "a backlog_overflow dead letter is a reference to the logged event \
 (messageId, source, receivedAt, log seq), not a request; send such events again with \
-`switchyard replay --destination ID --from-log --since <received_at>` while storage.retention still keeps the log";
+`switchyard replay --destination ID --from-log --since <received_at>` while storage.retention still keeps the log; \
+a log_damage dead letter names log records that could not be read, and there is nothing to send";
 
 pub async fn replay_one(
     State(state): State<AppState>,

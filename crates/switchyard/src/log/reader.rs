@@ -17,10 +17,36 @@ pub struct LogReader {
     file: Option<File>,
     chunk: Vec<u8>,
     chunk_start: u64,
-    /// Damaged regions skipped, and segments found already reclaimed.
-    pub skipped_damage: u64,
-    /// The last record read, to name what a damaged region lost.
+    /// Records skipped because they could not be read, oldest first: the caller takes them
+    /// (`take_lost`) and dead-letters them, so a skipped record never vanishes unseen.
+    lost: Vec<Loss>,
+    /// The last record read (or, before the first, the one before the start position), to
+    /// name what a damaged region lost.
     last_seq: Option<u64>,
+}
+
+/// Records a reader passed over because it could not read them: a damaged region of a
+/// segment, or a segment that is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    /// The first sequence number lost.
+    pub first_seq: u64,
+    /// The first record read after the loss, when the reader knows it (the next intact
+    /// record of the segment, or the first of the next segment).
+    pub next_seq: Option<u64>,
+    /// What happened, where, and where the damaged bytes were copied.
+    pub what: String,
+}
+
+impl Loss {
+    /// `first..=last`, or `first..` when the end is not known.
+    pub fn range(&self) -> String {
+        match self.next_seq {
+            Some(n) if n > self.first_seq + 1 => format!("{}..={}", self.first_seq, n - 1),
+            Some(_) => self.first_seq.to_string(),
+            None => format!("{}..", self.first_seq),
+        }
+    }
 }
 
 /// One record and the position just after it (what a cursor stores once it is handled).
@@ -37,9 +63,21 @@ impl LogReader {
             file: None,
             chunk: Vec::new(),
             chunk_start: 0,
-            skipped_damage: 0,
+            lost: Vec::new(),
             last_seq: None,
         }
+    }
+
+    /// Starts knowing that the record at the start position is numbered `next_seq` (a
+    /// cursor's), so a loss right there is numbered exactly.
+    pub fn expecting(mut self, next_seq: u64) -> LogReader {
+        self.last_seq = next_seq.checked_sub(1);
+        self
+    }
+
+    /// The records skipped since the last call, oldest first.
+    pub fn take_lost(&mut self) -> Vec<Loss> {
+        std::mem::take(&mut self.lost)
     }
 
     pub fn position(&self) -> Position {
@@ -79,7 +117,6 @@ impl LogReader {
                     }
                 }
                 Err(error) => {
-                    self.skipped_damage += 1;
                     if !self.skip_damage(limit, &error)? {
                         break;
                     }
@@ -99,12 +136,21 @@ impl LogReader {
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                tracing::warn!(
-                    segment = self.pos.segment,
+                let gone = self.pos.segment;
+                tracing::error!(
+                    segment = gone,
                     "Cursor's log segment is gone; moving to the next one"
                 );
-                self.skipped_damage += 1;
-                self.advance_segment()
+                let first_seq = self.first_lost_seq();
+                let more = self.advance_segment()?;
+                self.lost.push(Loss {
+                    first_seq,
+                    next_seq: more.then_some(self.pos.segment),
+                    what: format!(
+                        "log segment {gone:020} is gone (deleted or lost outside Switchyard) before this destination read it"
+                    ),
+                });
+                Ok(more)
             }
             Err(e) => Err(e),
         }
@@ -133,7 +179,7 @@ impl LogReader {
     /// to `log/quarantine/` and reported once. False when there is nothing more to read.
     fn skip_damage(&mut self, limit: u64, error: &io::Error) -> io::Result<bool> {
         let (base, from) = (self.pos.segment, self.pos.offset);
-        let first_seq = self.last_seq.map_or(base, |s| (s + 1).max(base));
+        let first_seq = self.first_lost_seq();
         let resume = self.resync(from + 1, limit, first_seq)?;
         let end = match resume {
             Some((at, _)) => at,
@@ -149,30 +195,55 @@ impl LogReader {
         };
         tracing::error!(segment = base, offset = from, len = hole.len, %error,
             "Damaged region in the log; skipping to the next intact record");
-        self.report(&hole);
-        match resume {
+        let copied = self.report(&hole);
+        let more = match resume {
             Some((at, _)) => {
                 self.pos.offset = at;
-                Ok(true)
+                true
             }
-            None if limit == u64::MAX => self.advance_segment(),
+            None if limit == u64::MAX => self.advance_segment()?,
             None => {
                 self.pos.offset = limit;
-                Ok(true)
+                true
             }
-        }
+        };
+        let next_seq = match resume {
+            Some((_, seq)) => Some(seq),
+            None if limit == u64::MAX && more => Some(self.pos.segment),
+            None => None,
+        };
+        self.lost.push(Loss {
+            first_seq,
+            next_seq,
+            what: format!(
+                "{} damaged bytes at byte {from} of log segment {base:020} ({error}){copied}",
+                hole.len
+            ),
+        });
+        Ok(more)
     }
 
-    /// Copies a skipped region aside and records it, once per region.
-    fn report(&self, hole: &segment::Hole) {
+    /// The sequence number of the first record not read yet, as far as the reader knows.
+    fn first_lost_seq(&self) -> u64 {
+        let base = self.pos.segment;
+        self.last_seq.map_or(base, |s| (s + 1).max(base))
+    }
+
+    /// Copies a skipped region aside and records it, once per region; says where it went.
+    fn report(&self, hole: &segment::Hole) -> String {
         let data_dir = self.dir.parent().unwrap_or(&self.dir);
         match segment::quarantine_hole(&self.dir, self.pos.segment, hole) {
-            Ok((name, true)) => {
-                let what = super::describe_hole(self.pos.segment, hole, &name);
-                crate::quarantine::record(data_dir, crate::quarantine::Kind::LogHole, &what);
+            Ok((name, new)) => {
+                if new {
+                    let what = super::describe_hole(self.pos.segment, hole, &name);
+                    crate::quarantine::record(data_dir, crate::quarantine::Kind::LogHole, &what);
+                }
+                format!("; the bytes are in log/quarantine/{name}")
             }
-            Ok((_, false)) => {}
-            Err(error) => tracing::error!(%error, "Could not copy a damaged log region aside"),
+            Err(error) => {
+                tracing::error!(%error, "Could not copy a damaged log region aside");
+                String::new()
+            }
         }
     }
 

@@ -201,6 +201,22 @@ fn readers_skip_a_damaged_record_in_a_sealed_segment_and_keep_the_rest() {
     drop(f);
     let recs = read_all(&log);
     assert_eq!(recs.len(), 199, "one record lost, every other kept");
+    let missing = (0..200u64)
+        .find(|s| recs.iter().all(|r| r.seq != *s))
+        .unwrap();
+    // The reader names exactly what it skipped, for the destination to dead-letter.
+    let mut r = LogReader::new(log.dir(), Position::default());
+    let end = log.committed().borrow().end;
+    while !r.read(end, 1000, usize::MAX).unwrap().is_empty() {}
+    let lost = r.take_lost();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(
+        (lost[0].first_seq, lost[0].next_seq),
+        (missing, Some(missing + 1))
+    );
+    assert_eq!(lost[0].range(), missing.to_string());
+    assert!(lost[0].what.contains("log/quarantine/"), "{}", lost[0].what);
+    assert!(r.take_lost().is_empty(), "taken once");
     let quarantined = std::fs::read_dir(log.dir().join("quarantine"))
         .unwrap()
         .count();

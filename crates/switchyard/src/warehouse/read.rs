@@ -15,7 +15,7 @@ use super::schema::SchemaCache;
 use super::snake::snakecase;
 use crate::config::DestinationConfig;
 use crate::cursor::CursorState;
-use crate::log::reader::LogReader;
+use crate::log::reader::{LogReader, Loss};
 use crate::log::record::{Kind, Record};
 use crate::log::segment::Position;
 
@@ -28,6 +28,9 @@ pub(super) struct Batch {
     /// Per schema: its planned tables and the records that became discards.
     pub schemas: BTreeMap<String, SchemaBatch>,
     pub events: usize,
+    /// Records the reader could not read (damaged log): the runner dead-letters them before
+    /// the cursor moves past them.
+    pub lost: Vec<Loss>,
 }
 
 #[derive(Default)]
@@ -99,7 +102,7 @@ pub(super) fn read_batch(
     limit: usize,
     cache: &SchemaCache,
 ) -> std::io::Result<Batch> {
-    let mut reader = LogReader::new(dir, from.position);
+    let mut reader = LogReader::new(dir, from.position).expecting(from.next_seq);
     let uuid_ts = crate::event::timestamp::format(time::OffsetDateTime::now_utc());
     let mut rows: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     let mut schemas: BTreeMap<String, SchemaBatch> = BTreeMap::new();
@@ -107,6 +110,7 @@ pub(super) fn read_batch(
         next: from,
         schemas: BTreeMap::new(),
         events: 0,
+        lost: Vec::new(),
     };
     let mut read = 0;
     while read < limit {
@@ -139,6 +143,7 @@ pub(super) fn read_batch(
         schemas.entry(schema).or_default().planned = planned;
     }
     batch.schemas = schemas;
+    batch.lost = reader.take_lost();
     Ok(batch)
 }
 

@@ -244,15 +244,17 @@ impl WarehouseWorker {
         end: Position,
     ) -> JoinHandle<std::io::Result<Batch>> {
         let (dir, dest, cache) = (self.log_dir.clone(), self.dest.clone(), cache.clone());
-        let limit = self.settings.batch_rows;
+        let (limit, backlog) = (self.settings.batch_rows, self.backlog.clone());
         tokio::task::spawn_blocking(move || {
             let t = Instant::now();
-            let r = read_batch(&dir, &dest, from, end, limit, &cache);
+            let mut batch = read_batch(&dir, &dest, from, end, limit, &cache)?;
             tracing::debug!(
                 took_ms = t.elapsed().as_millis() as u64,
                 "warehouse batch read"
             );
-            r
+            // Durable before the cursor can move past them; read again if it fails.
+            backlog.dead_letter_losses(std::mem::take(&mut batch.lost))?;
+            Ok(batch)
         })
     }
 

@@ -38,7 +38,7 @@ sources:
 }
 
 /// Runs a server, posts `batches` × 50 events, stops it. Returns the acked ids.
-async fn write_events(dir: &Path, with_destination: bool, batches: usize) -> Vec<String> {
+pub async fn write_events(dir: &Path, with_destination: bool, batches: usize) -> Vec<String> {
     let app = TestApp::start_with(dir, &yaml(dir, with_destination)).await;
     let mut acked = Vec::new();
     for n in 0..batches {
@@ -54,7 +54,7 @@ async fn write_events(dir: &Path, with_destination: bool, batches: usize) -> Vec
 }
 
 /// Flips `n` bytes at `at` (clamped into the file).
-fn flip(path: &Path, at: u64, n: usize) {
+pub fn flip(path: &Path, at: u64, n: usize) {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -68,7 +68,7 @@ fn flip(path: &Path, at: u64, n: usize) {
     f.write_all_at(&b, at).unwrap();
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
+pub fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
         .unwrap()
         .map(|e| e.unwrap().path())

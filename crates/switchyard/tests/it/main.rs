@@ -8,6 +8,7 @@ mod cli;
 mod conn;
 mod corruption;
 mod crash;
+mod damage;
 mod disk;
 mod egress;
 mod faults;

@@ -294,3 +294,38 @@ fn records_read_ahead_stay_held_and_count_against_the_cap() {
         "the window is not touched"
     );
 }
+
+#[test]
+fn losses_become_log_damage_dead_letters_once() {
+    use crate::log::reader::Loss;
+    let f = fixture();
+    let b = f.backlog(&dest(""));
+    let loss = |first_seq, next_seq| Loss {
+        first_seq,
+        next_seq,
+        what: "4 damaged bytes".into(),
+    };
+    assert_eq!(b.dead_letter_losses(vec![loss(5, Some(8))]).unwrap(), 1);
+    // Read again after a crash before the cursor was saved, or by a replay: not twice.
+    assert_eq!(b.dead_letter_losses(vec![loss(5, Some(8))]).unwrap(), 0);
+    assert_eq!(b.dead_letter_losses(vec![loss(9, None)]).unwrap(), 1);
+    let dead = f.dead();
+    assert_eq!(dead.len(), 2);
+    assert!(
+        dead.iter()
+            .all(|d| d.reason == "log_damage" && d.is_reference())
+    );
+    assert_eq!(dead[0].delivery.seq, 5);
+    let detail = dead[0].detail.as_deref().unwrap();
+    assert!(
+        detail.starts_with("log records 5..=7 could not be read"),
+        "{detail}"
+    );
+    assert!(
+        dead[1]
+            .detail
+            .as_deref()
+            .unwrap()
+            .starts_with("log records 9.. ")
+    );
+}
