@@ -139,10 +139,23 @@ pub async fn ingest(
     if state.config.server.bench_no_store {
         return Ok(success);
     }
+    let too_large = single_too_large(route, &entries);
     let entries = append(&state, entries).await?;
     record(&state, source, entries);
     count_folded(&state, source, elements.len());
-    Ok(success)
+    match too_large {
+        Some(message) => Err(ApiError::bad_request("event_too_large", message)),
+        None => Ok(success),
+    }
+}
+
+/// A single-event call (`/v1/track`, …) over the per-call limit answers 400, as Segment's
+/// HTTP API does for a large payload; inside a batch an oversized element is rejected on its
+/// own and the request answers 200. Either way the rejection is logged and shown.
+fn single_too_large(route: Route, entries: &[Entry]) -> Option<String> {
+    let [e] = entries else { return None };
+    let message = e.reason.strip_prefix("event_too_large: ")?;
+    (matches!(route, Route::Single(_)) && e.kind == Kind::Rejected).then(|| message.to_owned())
 }
 
 /// Appends to the log and waits until the group holding these entries is durable.

@@ -17,6 +17,7 @@ mod functions;
 mod harness;
 mod hostile;
 mod ingest;
+mod ingest_size;
 mod isolation;
 mod nats;
 mod profiles;
