@@ -4,6 +4,7 @@
 
 pub mod backlog;
 mod file;
+pub mod replay;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use crate::config::{DestinationConfig, DestinationKind, Start};
 use crate::cursor::{CursorFile, CursorState};
 use crate::log::Committed;
 use crate::log::reader::LogReader;
-use crate::log::record::Kind;
+use crate::log::record::{Entry, Kind};
 use crate::log::segment::Position;
 use crate::telemetry::{Metrics, metrics};
 pub use file::{FileSink, rotated_path};
@@ -120,15 +121,32 @@ impl Runner {
             backlog: self.backlog.clone(),
         });
         let labels = metrics::destination(&self.config.id);
+        let mut replay = replay::LogReplay::pending(&self.data_dir, &self.config.id, &status, true);
         loop {
             let committed = *self.committed.borrow_and_update();
             self.metrics
                 .backlog
                 .get_or_create(&labels)
                 .set(committed.next_seq.saturating_sub(state.next_seq) as i64);
+            if replay.is_none() {
+                replay =
+                    replay::LogReplay::pending(&self.data_dir, &self.config.id, &status, false);
+            }
+            if let Some(r) = replay.take() {
+                let Some(w) = work.take() else { break };
+                let (w, r) = self
+                    .replay_chunk(w, r, committed.end, &status, &cancel)
+                    .await;
+                work = w;
+                replay = r;
+            }
             if state.position >= committed.end {
+                if replay.is_some() {
+                    continue;
+                }
                 tokio::select! {
                     changed = self.committed.changed() => if changed.is_err() { break },
+                    () = status.wake.notified() => {}
                     () = cancel.cancelled() => break,
                 }
                 continue;
@@ -195,6 +213,40 @@ impl Runner {
         }
         tracing::info!(destination = %self.config.id, next_seq = state.next_seq, "Destination stopped");
     }
+
+    /// Runs one chunk of a replay from the log on a blocking thread. Returns the work back
+    /// (`None` if the thread was lost) and the replay while it is unfinished.
+    async fn replay_chunk(
+        &self,
+        mut w: Work,
+        mut r: replay::LogReplay,
+        end: Position,
+        status: &Arc<DestinationStatus>,
+        cancel: &CancellationToken,
+    ) -> (Option<Work>, Option<replay::LogReplay>) {
+        let (config, log_dir, st) = (self.config.clone(), self.log_dir.clone(), status.clone());
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = w.replay_step(&config, &log_dir, &mut r, end, &st);
+            (w, r, result)
+        })
+        .await;
+        let Ok((w, r, result)) = joined else {
+            return (None, None);
+        };
+        match result {
+            Ok(true) => (Some(w), None),
+            Ok(false) => (Some(w), Some(r)),
+            Err(error) => {
+                tracing::error!(destination = %self.config.id, %error, "Replay from the log failed; retrying the chunk");
+                status.set_error(Some(format!("replay from the log: {error}")));
+                tokio::select! {
+                    () = tokio::time::sleep(ERROR_BACKOFF) => {},
+                    () = cancel.cancelled() => {},
+                }
+                (Some(w), Some(r))
+            }
+        }
+    }
 }
 
 struct Work {
@@ -230,27 +282,56 @@ impl Work {
             next_seq: last.record.seq + 1,
             done: Vec::new(),
         };
-        let wanted = batch
-            .iter()
-            .map(|r| &r.record.entry)
-            .filter(|e| e.kind == Kind::Accepted && config.wants(&e.source, &e.environment))
-            .filter(|e| {
-                let Some(filter) = config.subscribe.as_ref() else {
-                    return true;
-                };
-                match serde_json::from_slice(&e.body) {
-                    Ok(v) => filter.matches(&v),
-                    // Ingest refuses JSON a reader cannot parse, so only an older log holds
-                    // such a record. The archive keeps it rather than drop it unseen.
-                    Err(err) => {
-                        tracing::warn!(destination = %config.id, message_id = %e.message_id,
-                            "the logged event could not be read ({err}); written without its subscribe filter");
-                        true
-                    }
-                }
-            });
+        let wanted = wanted(config, batch.iter().map(|r| &r.record.entry));
         let delivered = self.sink.write_batch(wanted.map(|e| e.body.as_slice()))?;
         cursor.save(&next)?;
         Ok((next, delivered))
     }
+
+    /// One chunk of a replay from the log: writes again what the live path would have
+    /// written, then saves the replay's progress. True when the replay is finished. Blocking.
+    fn replay_step(
+        &mut self,
+        config: &DestinationConfig,
+        log_dir: &std::path::Path,
+        replay: &mut replay::LogReplay,
+        end: Position,
+        status: &DestinationStatus,
+    ) -> std::io::Result<bool> {
+        let mut reader = LogReader::new(log_dir, replay.state.position);
+        let batch = reader.read(end, BATCH_RECORDS, BATCH_BYTES)?;
+        let again = batch
+            .iter()
+            .filter(|r| replay.wants(r))
+            .map(|r| &r.record.entry);
+        let sent = self
+            .sink
+            .write_batch(wanted(config, again).map(|e| e.body.as_slice()))?;
+        let last_seq = batch.last().map(|r| r.record.seq);
+        replay.advance(last_seq, reader.position(), sent as u64, status)
+    }
+}
+
+/// The events of `entries` this file destination writes.
+fn wanted<'a>(
+    config: &'a DestinationConfig,
+    entries: impl Iterator<Item = &'a Entry> + 'a,
+) -> impl Iterator<Item = &'a Entry> + 'a {
+    entries
+        .filter(|e| e.kind == Kind::Accepted && config.wants(&e.source, &e.environment))
+        .filter(|e| {
+            let Some(filter) = config.subscribe.as_ref() else {
+                return true;
+            };
+            match serde_json::from_slice(&e.body) {
+                Ok(v) => filter.matches(&v),
+                // Ingest refuses JSON a reader cannot parse, so only an older log holds
+                // such a record. The archive keeps it rather than drop it unseen.
+                Err(err) => {
+                    tracing::warn!(destination = %config.id, message_id = %e.message_id,
+                        "the logged event could not be read ({err}); written without its subscribe filter");
+                    true
+                }
+            }
+        })
 }

@@ -235,7 +235,9 @@ pub struct LogReplayBody {
 }
 
 /// `POST /api/v1/destinations/{id}/replay` with `{"from_log": true, "since": T}`: sends
-/// again every event this destination has already passed that was received since `T`.
+/// again every event this destination has already passed that was received since `T`. Every
+/// destination type: the delivery worker (webhook, segment, nats) replays per delivery, the
+/// file and postgres runners per batch (`destinations/replay.rs`).
 pub async fn replay_from_log(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -246,15 +248,6 @@ pub async fn replay_from_log(
         return Err(ApiError::bad_request(
             "unsupported_replay",
             "only {\"from_log\": true} is supported here; dead letters replay at .../dead-letters/replay",
-        ));
-    }
-    let Some(dest) = state.config.destinations.iter().find(|d| d.id == id) else {
-        return Err(ApiError::not_found("no such destination"));
-    };
-    if !matches!(dest.kind, crate::config::DestinationKind::Webhook(_)) {
-        return Err(ApiError::bad_request(
-            "unsupported_destination",
-            "replay from the log is supported for webhook and segment destinations",
         ));
     }
     let since_ms = parse_since(&body.since, state.clock.now_ms()).ok_or_else(|| {

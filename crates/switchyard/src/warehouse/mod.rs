@@ -11,11 +11,13 @@
 //! - `discards.rs`: `_switchyard_discards`, where every value, row or record that could not
 //!   be loaded is written with its reason.
 //! - `runner.rs`: the destination task: micro-batches from the cursor, retries with backoff.
+//! - `replay.rs`: replay from the log, between live batches, without duplicate rows.
 
 pub mod discards;
 pub mod isolate;
 pub mod load;
 pub mod read;
+mod replay;
 pub mod rows;
 pub mod runner;
 pub mod schema;

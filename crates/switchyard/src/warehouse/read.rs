@@ -15,6 +15,7 @@ use super::schema::SchemaCache;
 use super::snake::snakecase;
 use crate::config::DestinationConfig;
 use crate::cursor::CursorState;
+use crate::destinations::replay::Window;
 use crate::log::reader::{LogReader, Loss};
 use crate::log::record::{Kind, Record};
 use crate::log::segment::Position;
@@ -28,6 +29,8 @@ pub(super) struct Batch {
     /// Per schema: its planned tables and the records that became discards.
     pub schemas: BTreeMap<String, SchemaBatch>,
     pub events: usize,
+    /// The last record read, if any.
+    pub last_seq: Option<u64>,
     /// Records the reader could not read (damaged log): the runner dead-letters them before
     /// the cursor moves past them.
     pub lost: Vec<Loss>,
@@ -101,6 +104,7 @@ pub(super) fn read_batch(
     end: Position,
     limit: usize,
     cache: &SchemaCache,
+    replay: Option<Window>,
 ) -> std::io::Result<Batch> {
     let mut reader = LogReader::new(dir, from.position).expecting(from.next_seq);
     let uuid_ts = crate::event::timestamp::format(time::OffsetDateTime::now_utc());
@@ -110,6 +114,7 @@ pub(super) fn read_batch(
         next: from,
         schemas: BTreeMap::new(),
         events: 0,
+        last_seq: None,
         lost: Vec::new(),
     };
     let mut read = 0;
@@ -122,7 +127,8 @@ pub(super) fn read_batch(
             done: Vec::new(),
         };
         read += chunk.len();
-        for r in &chunk {
+        batch.last_seq = Some(last.record.seq);
+        for r in chunk.iter().filter(|r| replay.is_none_or(|w| w.wants(r))) {
             let schema = || snakecase(&r.record.entry.source);
             match outcome(&r.record, dest, &uuid_ts) {
                 Outcome::NotWanted => {}

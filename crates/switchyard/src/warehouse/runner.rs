@@ -23,6 +23,7 @@ use crate::config::{DestinationConfig, PostgresSettings};
 use crate::cursor::{CursorFile, CursorState};
 use crate::destinations::DestinationStatus;
 use crate::destinations::backlog::Backlog;
+use crate::destinations::replay::LogReplay;
 use crate::log::Committed;
 use crate::log::segment::Position;
 use crate::telemetry::{Metrics, metrics};
@@ -52,7 +53,31 @@ impl WarehouseWorker {
         let cache = SchemaCache::default();
         let mut backoff = MIN_BACKOFF;
         let mut prefetched: Option<JoinHandle<std::io::Result<Batch>>> = None;
+        let mut replay = LogReplay::pending(&self.data_dir, &self.dest.id, &status, true);
         loop {
+            if replay.is_none() {
+                replay = LogReplay::pending(&self.data_dir, &self.dest.id, &status, false);
+            }
+            if let Some(r) = replay.as_mut() {
+                match self.replay_step(r, &mut client, &cache, &status).await {
+                    Ok(done) => {
+                        if done {
+                            replay = None;
+                        }
+                    }
+                    Err(msg) => {
+                        let msg =
+                            format!("replay from the log failed; retrying in {backoff:?}: {msg}");
+                        tracing::warn!(destination = %self.dest.id, "{msg}");
+                        status.set_error(Some(msg));
+                        if !self.pause(backoff, &mut state, &status, &cancel).await {
+                            break;
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                }
+            }
             // Past a backlog cap, the oldest pending events become dead letters and the cursor
             // moves past them before anything is read.
             let end = self.committed.borrow().end;
@@ -71,7 +96,7 @@ impl WarehouseWorker {
                     _ => continue,
                 },
                 None => {
-                    if !self.wait_for_batch(&state, &cancel).await {
+                    if replay.is_none() && !self.wait_for_batch(&state, &status, &cancel).await {
                         break;
                     }
                     let end = self.committed.borrow().end;
@@ -201,7 +226,12 @@ impl WarehouseWorker {
 
     /// Waits until `batch_rows` records are waiting, or records have waited `batch_interval`.
     /// False when cancelled.
-    async fn wait_for_batch(&mut self, state: &CursorState, cancel: &CancellationToken) -> bool {
+    async fn wait_for_batch(
+        &mut self,
+        state: &CursorState,
+        status: &DestinationStatus,
+        cancel: &CancellationToken,
+    ) -> bool {
         let labels = metrics::destination(&self.dest.id);
         let mut pending_since: Option<Instant> = None;
         loop {
@@ -230,6 +260,8 @@ impl WarehouseWorker {
             tokio::select! {
                 changed = self.committed.changed() => if changed.is_err() { return false },
                 () = sleep => {}
+                // A replay from the log was started: it runs between live batches.
+                () = status.wake.notified() => return true,
                 () = cancel.cancelled() => return false,
             }
         }
@@ -247,7 +279,7 @@ impl WarehouseWorker {
         let (limit, backlog) = (self.settings.batch_rows, self.backlog.clone());
         tokio::task::spawn_blocking(move || {
             let t = Instant::now();
-            let mut batch = read_batch(&dir, &dest, from, end, limit, &cache)?;
+            let mut batch = read_batch(&dir, &dest, from, end, limit, &cache, None)?;
             tracing::debug!(
                 took_ms = t.elapsed().as_millis() as u64,
                 "warehouse batch read"
@@ -259,7 +291,7 @@ impl WarehouseWorker {
     }
 
     /// Loads each schema's part of the batch; returns the discards written, by metric label.
-    async fn load(
+    pub(super) async fn load(
         &self,
         client: &mut Option<Client>,
         cache: &SchemaCache,

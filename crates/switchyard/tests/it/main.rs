@@ -22,6 +22,7 @@ mod isolation;
 mod nats;
 mod profiles;
 mod receiver;
+mod replay_log;
 mod sdk;
 mod signing;
 mod soak;
