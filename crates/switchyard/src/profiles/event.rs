@@ -142,9 +142,23 @@ pub struct ProfileEvent<'a> {
     context: Context<'a>,
 }
 
-/// An object's members, or nothing when the raw JSON is not an object.
+/// An object's members, or nothing when the raw JSON is not an object. A member whose value
+/// cannot be read (a number out of range, in a log written before ingest refused such JSON)
+/// is left out and reported in a warning; the other members are kept.
 fn object(raw: Option<&RawValue>) -> Option<Map<String, Value>> {
-    serde_json::from_str(raw?.get()).ok()
+    let members: std::collections::BTreeMap<String, &RawValue> =
+        serde_json::from_str(raw?.get()).ok()?;
+    let mut out = Map::new();
+    for (key, value) in members {
+        match serde_json::from_str(value.get()) {
+            Ok(v) => {
+                out.insert(key, v);
+            }
+            Err(error) => tracing::warn!(%key, %error,
+                "profiles: a trait value could not be read and is not kept; the event's other traits are"),
+        }
+    }
+    Some(out)
 }
 
 impl<'a> ProfileEvent<'a> {
@@ -169,6 +183,22 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// Issue 11 item 13: one value the store cannot keep costs only that trait.
+    #[test]
+    fn an_unreadable_trait_value_costs_only_that_trait() {
+        let body =
+            br#"{"type":"identify","userId":"u","traits":{"plan":"pro","n":1e400,"deep":{"a":[1]}},
+            "context":{"traits":{"email":"a@b.c","bad":-1e999}}}"#;
+        let ev = ProfileEvent::parse(body).expect("the event reads");
+        let traits = ev.traits().expect("an object");
+        assert_eq!(
+            Value::Object(traits),
+            serde_json::json!({"plan": "pro", "deep": {"a": [1]}})
+        );
+        let inline = ev.context_traits().expect("an object");
+        assert_eq!(Value::Object(inline), serde_json::json!({"email": "a@b.c"}));
+    }
 
     #[test]
     fn reads_ids_and_traits_and_skips_the_rest() {

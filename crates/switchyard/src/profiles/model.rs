@@ -38,6 +38,11 @@ pub struct Profile {
     pub traits: BTreeMap<String, Trait>,
     pub user_ids: Vec<String>,
     pub anonymous_ids: Vec<String>,
+    /// The `previousId`s of alias events, which are also in `user_ids`. A previousId is
+    /// whatever id the person had before (analytics.js aliases from the anonymousId), so
+    /// later events carrying it as their anonymousId find this profile too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     pub groups: Vec<Group>,
     pub first_seen: String,
     pub last_seen: String,
@@ -101,6 +106,7 @@ impl Profile {
             && let Some(p) = ev.previous_id.get()
         {
             push_unique(&mut self.user_ids, p, MAX_IDS);
+            push_unique(&mut self.aliases, p, MAX_IDS);
         }
         match self.event_counts.get_mut(ty) {
             Some(n) => *n += 1,
@@ -180,6 +186,10 @@ impl Profile {
             .anonymous_ids
             .iter()
             .for_each(|a| push_unique(&mut self.anonymous_ids, a, MAX_IDS));
+        other
+            .aliases
+            .iter()
+            .for_each(|a| push_unique(&mut self.aliases, a, MAX_IDS));
         for g in other.groups {
             self.join(&g.group_id, Some(g.traits), &g.joined_at);
         }

@@ -229,6 +229,7 @@ fn index_entries(p: &Profile) -> HashSet<String> {
     out.insert(recency_key(p));
     out.extend(p.user_ids.iter().map(|u| format!("\u{2}user:{u}")));
     out.extend(p.anonymous_ids.iter().map(|a| format!("\u{2}anon:{a}")));
+    out.extend(p.aliases.iter().map(|a| format!("\u{2}anon:{a}")));
     for (name, t) in &p.traits {
         out.extend(index_key(name, &t.value, &p.id));
     }
@@ -428,9 +429,8 @@ fn apply_one(
     // after a merge, otherwise the ids this event brought.
     let links: Vec<String> = if absorbed {
         let users = profile.user_ids.iter().map(|u| format!("user:{u}"));
-        users
-            .chain(profile.anonymous_ids.iter().map(|a| format!("anon:{a}")))
-            .collect()
+        let anons = profile.anonymous_ids.iter().chain(&profile.aliases);
+        users.chain(anons.map(|a| format!("anon:{a}"))).collect()
     } else {
         let mut l: Vec<String> = ev
             .user_id
@@ -439,7 +439,13 @@ fn apply_one(
             .into_iter()
             .collect();
         l.extend(ev.anonymous_id.get().map(|a| format!("anon:{a}")));
-        l.extend(ev.previous_id.get().map(|p| format!("user:{p}")));
+        if let Some(p) = ev
+            .previous_id
+            .get()
+            .filter(|_| ev.ty.get() == Some("alias"))
+        {
+            l.extend([format!("user:{p}"), format!("anon:{p}")]);
+        }
         l
     };
     for link in links {

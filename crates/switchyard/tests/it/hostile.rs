@@ -12,6 +12,7 @@ use switchyard::log::record::{Entry, Kind};
 use switchyard::log::{Log, LogOptions};
 
 use crate::harness::*;
+use crate::old_log;
 use crate::receiver::Receiver;
 
 fn nested(levels: usize) -> String {
@@ -294,14 +295,16 @@ async fn admin_errors_for_bad_parameters_are_json() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_dead_letters_a_logged_event_it_cannot_read() {
     let tmp = tempfile::tempdir().unwrap();
-    write_log(
+    old_log::write(
         tmp.path(),
         &[
             (
+                Kind::Accepted,
                 "old-bad",
                 r#"{"type":"track","event":"E","userId":"u","messageId":"old-bad","properties":{"n":1e400}}"#,
             ),
             (
+                Kind::Accepted,
                 "old-good",
                 r#"{"type":"track","event":"E","userId":"u","messageId":"old-good"}"#,
             ),
@@ -341,37 +344,6 @@ destinations:
     let got = r.wait_for("the event behind it", |g| !g.is_empty()).await;
     assert_eq!(got[0].json()["messageId"], "old-good");
     app.stop().await;
-}
-
-/// Writes accepted records straight into a fresh log, as an older version would have.
-fn write_log(dir: &Path, records: &[(&str, &str)]) {
-    let opts = LogOptions {
-        segment_bytes: 64 << 20,
-        commit_window: Duration::from_millis(1),
-        queue_requests: 16,
-        queue_bytes: 1 << 20,
-        dedupe_window: Duration::from_secs(3600),
-        dedupe_max_keys: 1000,
-    };
-    let metrics = Arc::new(switchyard::telemetry::metrics::Metrics::new());
-    let (log, _) = Log::open(dir, &opts, metrics, |_| {}).expect("open log");
-    let entries = records
-        .iter()
-        .map(|(id, body)| Entry {
-            kind: Kind::Accepted,
-            received_ms: switchyard::event::now_ms(),
-            source: "web".into(),
-            environment: "production".into(),
-            message_id: (*id).to_owned(),
-            reason: String::new(),
-            body: body.as_bytes().to_vec(),
-        })
-        .collect();
-    let rt = tokio::runtime::Handle::current();
-    std::thread::scope(|s| {
-        s.spawn(|| rt.block_on(log.append(entries)).expect("append"));
-    });
-    log.close();
 }
 
 /// Elements past a batch's 2,500th are folded into one rejected entry (so a body of 250,000

@@ -20,6 +20,7 @@ mod ingest;
 mod ingest_size;
 mod isolation;
 mod nats;
+mod old_log;
 mod profiles;
 mod receiver;
 mod replay_log;

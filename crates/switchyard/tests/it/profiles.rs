@@ -145,3 +145,125 @@ async fn the_profile_store_can_be_switched_off() {
         "{body}"
     );
 }
+
+/// Issue 11 item 12: `context.traits` of an event whose anonymousId was merged into a known
+/// user lands on that user's profile, on every merge path, whether the events come in one
+/// request or one by one (each its own batch for the profile store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_traits_of_a_merged_anonymous_id_land_on_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(dir.path(), &config_yaml(dir.path(), "")).await;
+    let ts = |d: u32| format!("2026-11-{d:02}T10:00:00.000Z");
+    let paths = |p: &str| {
+        let (u, a) = (format!("{p}-user"), format!("{p}-anon"));
+        let trait_of = |n: u32| json!({"context": {"traits": {format!("t{n}"): n}}});
+        let with = |mut e: Value, extra: Value| {
+            e.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            e
+        };
+        vec![
+            // alias then anonymous track
+            vec![
+                json!({"type": "alias", "userId": u, "previousId": a, "messageId": format!("{p}-1"), "timestamp": ts(1)}),
+                with(
+                    json!({"type": "track", "event": "E", "anonymousId": a, "messageId": format!("{p}-2"), "timestamp": ts(2)}),
+                    trait_of(1),
+                ),
+            ],
+            // identify (with the anonymousId) then anonymous track
+            vec![
+                json!({"type": "identify", "userId": u, "anonymousId": format!("{a}-b"), "messageId": format!("{p}-3"), "timestamp": ts(3)}),
+                with(
+                    json!({"type": "track", "event": "E", "anonymousId": format!("{a}-b"), "messageId": format!("{p}-4"), "timestamp": ts(4)}),
+                    trait_of(2),
+                ),
+            ],
+            // anonymous track then identify
+            vec![
+                with(
+                    json!({"type": "track", "event": "E", "anonymousId": format!("{a}-c"), "messageId": format!("{p}-5"), "timestamp": ts(5)}),
+                    trait_of(3),
+                ),
+                json!({"type": "identify", "userId": u, "anonymousId": format!("{a}-c"), "messageId": format!("{p}-6"), "timestamp": ts(6)}),
+            ],
+        ]
+    };
+    // "one": every path in one request; "each": one request per event, waiting for each.
+    let one: Vec<Value> = paths("one").into_iter().flatten().collect();
+    assert_eq!(
+        app.post_json("/v1/batch", &json!({"batch": one})).await.0,
+        StatusCode::OK
+    );
+    for e in paths("each").into_iter().flatten() {
+        assert_eq!(
+            app.post_json("/v1/batch", &json!({"batch": [e]})).await.0,
+            StatusCode::OK
+        );
+        profiles_caught_up(&app).await;
+    }
+    for p in ["one", "each"] {
+        let user = format!("{p}-user");
+        let got = profile_when(&app, &user, |v| v["event_counts"]["identify"] == 2).await;
+        for t in ["t1", "t2", "t3"] {
+            assert!(
+                got["traits"][t]["value"].is_number(),
+                "{p}: {t} on the user: {got}"
+            );
+        }
+        // Looked up by each anonymous id, the user's profile answers.
+        for anon in [
+            format!("{p}-anon"),
+            format!("{p}-anon-b"),
+            format!("{p}-anon-c"),
+        ] {
+            let (status, found) = app.get(&format!("/api/v1/profiles/{anon}")).await;
+            assert_eq!(
+                (status, &found["id"]),
+                (StatusCode::OK, &json!(user)),
+                "{p}: {anon}: {found}"
+            );
+        }
+    }
+    app.stop().await;
+}
+
+/// Waits until the profile store has applied every logged event.
+async fn profiles_caught_up(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, report) = app.get("/api/v1/inspect").await;
+        if report["profiles"]["backlog"] == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "profiles never caught up: {}",
+            report["profiles"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 11 item 13: an identify with one value the store cannot keep (a number out of
+/// range, in a log written before ingest refused it) keeps its other traits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unreadable_trait_value_does_not_cost_the_others() {
+    use switchyard::log::record::Kind;
+    let dir = tempfile::tempdir().unwrap();
+    crate::old_log::write(
+        dir.path(),
+        &[(
+            Kind::Accepted,
+            "old-identify",
+            r#"{"type":"identify","userId":"u-odd","messageId":"old-identify","timestamp":"2026-11-01T10:00:00.000Z","traits":{"plan":"pro","big":1e400,"email":"a@b.c"}}"#,
+        )],
+    );
+    let app = TestApp::start_with(dir.path(), &config_yaml(dir.path(), "")).await;
+    let p = profile_when(&app, "u-odd", |p| p["event_counts"]["identify"] == 1).await;
+    assert_eq!(p["traits"]["plan"]["value"], "pro", "{p}");
+    assert_eq!(p["traits"]["email"]["value"], "a@b.c", "{p}");
+    assert!(p["traits"].get("big").is_none(), "{p}");
+    app.stop().await;
+}

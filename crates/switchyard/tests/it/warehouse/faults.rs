@@ -253,47 +253,29 @@ async fn an_event_with_more_properties_than_a_table_can_have_columns() {
 /// Records written straight to the log (as an old version's ingest could have), which the
 /// reader cannot parse.
 fn unreadable_log(dir: &std::path::Path) {
-    use switchyard::log::record::{Entry, Kind};
-    let opts = switchyard::log::LogOptions {
-        segment_bytes: 64 << 20,
-        commit_window: Duration::from_millis(1),
-        queue_requests: 16,
-        queue_bytes: 64 << 20,
-        dedupe_window: Duration::from_secs(86_400),
-        dedupe_max_keys: 1000,
-    };
-    let metrics = std::sync::Arc::new(switchyard::telemetry::Metrics::new());
-    let (log, _) = switchyard::log::Log::open(dir, &opts, metrics, |_| {}).expect("open the log");
+    use switchyard::log::record::Kind;
     let deep = format!(
         r#"{{"type":"track","x":{}{}}}"#,
         "[".repeat(200),
         "]".repeat(200)
     );
-    let bodies: [(Kind, &str, String); 4] = [
-        (Kind::Accepted, "bad-number", r#"{"type":"track","event":"E","userId":"u","messageId":"bad-number","properties":{"n":1e400}}"#.into()),
-        (Kind::Accepted, "bad-surrogate", r#"{"type":"track","event":"E","userId":"u","messageId":"bad-surrogate","properties":{"s":"\ud800"}}"#.into()),
-        (Kind::Accepted, "bad-depth", deep),
-        (Kind::Object, "", r#"{"collection":"rooms","id":"#.into()),
-    ];
-    let entries = bodies
-        .into_iter()
-        .map(|(kind, id, body)| Entry {
-            kind,
-            // Now: a record received over `backlog.max_age` (7d) ago would be dead-lettered
-            // as backlog_overflow before the warehouse read it.
-            received_ms: switchyard::event::now_ms(),
-            source: "web".into(),
-            environment: "production".into(),
-            message_id: id.into(),
-            reason: String::new(),
-            body: body.into_bytes(),
-        })
-        .collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    rt.block_on(log.append(entries)).expect("append");
-    log.close();
+    crate::old_log::write(
+        dir,
+        &[
+            (
+                Kind::Accepted,
+                "bad-number",
+                r#"{"type":"track","event":"E","userId":"u","messageId":"bad-number","properties":{"n":1e400}}"#,
+            ),
+            (
+                Kind::Accepted,
+                "bad-surrogate",
+                r#"{"type":"track","event":"E","userId":"u","messageId":"bad-surrogate","properties":{"s":"\ud800"}}"#,
+            ),
+            (Kind::Accepted, "bad-depth", &deep),
+            (Kind::Object, "", r#"{"collection":"rooms","id":"#),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
