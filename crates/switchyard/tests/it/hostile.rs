@@ -3,13 +3,11 @@
 //! secret. Every test goes through HTTP as the attacker did.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 use serde_json::{Value, json};
-use switchyard::log::record::{Entry, Kind};
-use switchyard::log::{Log, LogOptions};
+use switchyard::log::record::Kind;
 
 use crate::harness::*;
 use crate::old_log;
