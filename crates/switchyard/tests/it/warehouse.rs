@@ -587,3 +587,5 @@ async fn segment_set_objects_are_upserted_into_their_collection() {
 }
 
 mod faults;
+mod standard;
+mod types;
