@@ -12,8 +12,10 @@
 //!   `ON CONFLICT`); rows Postgres refuses for good are found by halving and discarded.
 //! - `discards.rs`: `_switchyard_discards`, where every value, row or record that could not
 //!   be loaded is written with its reason.
+//! - `connect.rs`: the connection, with TLS as `sslmode` says (rustls).
 //! - `runner.rs`: the destination task: micro-batches from the cursor, retries with backoff.
 
+pub mod connect;
 pub mod discards;
 pub mod isolate;
 pub mod lattice;

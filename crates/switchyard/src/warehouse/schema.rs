@@ -52,8 +52,11 @@ pub struct Refusals {
     pub unwidened: HashMap<String, String>,
 }
 
+/// Columns and the type each is to be created with or widened to.
+type Changes = Vec<(String, ColType)>;
+
 /// The DDL `needs` asks of a table with columns `have`: columns to add, columns to widen.
-fn changes(have: &Columns, needs: &Needs) -> (Vec<(String, ColType)>, Vec<(String, ColType)>) {
+fn changes(have: &Columns, needs: &Needs) -> (Changes, Changes) {
     let mut add = Vec::new();
     let mut widen = Vec::new();
     for (col, need) in needs {
