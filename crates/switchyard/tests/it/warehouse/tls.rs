@@ -109,7 +109,7 @@ async fn error_of(app: &TestApp, id: &str) -> String {
 
 /// The destinations that cannot connect say why in `inspect`.
 async fn assert_clear_errors(app: &TestApp) {
-    let no_ca = error_of(&app, "no_ca").await;
+    let no_ca = error_of(app, "no_ca").await;
     assert!(
         no_ca.contains("sslmode=verify-full, the system's CAs"),
         "{no_ca}"
@@ -118,9 +118,9 @@ async fn assert_clear_errors(app: &TestApp) {
         no_ca.contains("invalid peer certificate: UnknownIssuer"),
         "{no_ca}"
     );
-    let host = error_of(&app, "wrong_host").await;
+    let host = error_of(app, "wrong_host").await;
     assert!(host.contains("not valid for name \"127.0.0.1\""), "{host}");
-    let plain = error_of(&app, "plain").await;
+    let plain = error_of(app, "plain").await;
     assert!(
         plain.contains("no pg_hba.conf entry") && plain.contains("no encryption"),
         "{plain}"
@@ -229,5 +229,40 @@ async fn tls_to_postgres_as_sslmode_says() {
     for db in good.iter().chain(&bad) {
         assert_eq!(tracks(&cluster, db).await, 3, "{db}");
     }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_falls_back_to_plain_and_require_does_not() {
+    let Some(cluster) = Cluster::start() else {
+        assert!(
+            !require_services(),
+            "cannot start a Postgres cluster with initdb/pg_ctl"
+        );
+        eprintln!("SKIPPED: no initdb/pg_ctl to run a Postgres cluster of the test's own");
+        return;
+    };
+    // initdb's default: no TLS at all.
+    let admin = socket(&cluster, "postgres").await;
+    for db in ["plain_prefer", "plain_require"] {
+        let sql = format!("CREATE DATABASE {db}");
+        admin.batch_execute(&sql).await.unwrap();
+    }
+    let p = cluster.port;
+    let dests = [
+        dest("plain_prefer", p, "127.0.0.1", "?sslmode=prefer", None),
+        dest("plain_require", p, "127.0.0.1", "?sslmode=require", None),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(dir.path(), &config(dir.path(), &dests)).await;
+    let event = json!({"type": "track", "event": "Ping", "userId": "u", "messageId": "plain-1"});
+    assert_eq!(app.post_json("/v1/track", &event).await.0, StatusCode::OK);
+    wait_tracks(&cluster, "plain_prefer", 1).await;
+    let err = error_of(&app, "plain_require").await;
+    assert!(
+        err.contains("sslmode=require") && err.contains("server does not support TLS"),
+        "{err}"
+    );
+    assert_eq!(tracks(&cluster, "plain_require").await, 0);
     app.stop().await;
 }
