@@ -508,12 +508,8 @@ fn check_literal_url(cx: &mut Cx, text: &str, path: &str, server: &ServerConfig)
 fn compile_postgres(cx: &mut Cx, v: Option<&Value>, path: &str) -> Option<DestinationKind> {
     let spath = format!("{path}.settings");
     let raw: RawPostgresSettings = cx.section(v, &spath)?;
-    if let Err(e) = raw.url.parse::<tokio_postgres::Config>() {
-        cx.err(
-            format!("{spath}.url"),
-            format!("not a Postgres connection string: {e}"),
-        );
-    }
+    let ca_file = raw.ca_file.as_ref().map(std::path::PathBuf::from);
+    check_postgres_tls(cx, &raw.url, ca_file.as_deref(), &spath);
     let batch_rows = raw.batch_rows.unwrap_or(10_000);
     if batch_rows == 0 {
         cx.err(format!("{spath}.batch_rows"), "must be at least 1");
@@ -525,9 +521,39 @@ fn compile_postgres(cx: &mut Cx, v: Option<&Value>, path: &str) -> Option<Destin
     );
     Some(DestinationKind::Postgres(PostgresSettings {
         url: raw.url,
+        ca_file,
         batch_rows: batch_rows.max(1),
         batch_interval,
     }))
+}
+
+/// The connection string, its `sslmode` and the CA file, as the warehouse will read them:
+/// every problem reported, the CA file read now (it is read again at each connection).
+fn check_postgres_tls(cx: &mut Cx, url: &str, ca_file: Option<&std::path::Path>, spath: &str) {
+    use crate::warehouse::connect::{ConnectError, SslMode, Target, read_ca};
+    if let Some(Err(e)) = ca_file.map(read_ca) {
+        cx.err(format!("{spath}.ca_file"), e.to_string());
+    }
+    let target = match Target::parse(url, ca_file) {
+        Ok(t) => t,
+        Err(e @ ConnectError::TwoCaFiles) => {
+            return cx.err(format!("{spath}.ca_file"), e.to_string());
+        }
+        Err(e) => return cx.err(format!("{spath}.url"), e.to_string()),
+    };
+    if target.ca_file.is_some() && matches!(target.mode, SslMode::Disable | SslMode::Prefer) {
+        let msg = format!(
+            "the CA file is not used with sslmode={}: set sslmode=verify-full in the URL to check the server",
+            target.mode.name()
+        );
+        cx.problems
+            .push(Problem::warning(format!("{spath}.ca_file"), msg));
+    } else if ca_file.is_none()
+        && let Err(e) = target.tls()
+    {
+        // sslrootcert in the URL.
+        cx.err(format!("{spath}.url"), e.to_string());
+    }
 }
 
 fn compile_nats(cx: &mut Cx, raw: &RawDestination, path: &str) -> Option<WebhookConfig> {

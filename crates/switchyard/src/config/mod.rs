@@ -286,8 +286,10 @@ pub enum DestinationKind {
 
 #[derive(Clone)]
 pub struct PostgresSettings {
-    /// A libpq-style URL or key=value string; may carry a password.
+    /// A libpq-style URL or key=value string; may carry a password and `sslmode`.
     pub url: String,
+    /// The CA that signed the server's certificate, PEM (`warehouse/connect.rs`).
+    pub ca_file: Option<std::path::PathBuf>,
     pub batch_rows: usize,
     pub batch_interval: Duration,
 }
@@ -296,6 +298,7 @@ impl std::fmt::Debug for PostgresSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresSettings")
             .field("url", &crate::redact::url(&self.url))
+            .field("ca_file", &self.ca_file)
             .field("batch_rows", &self.batch_rows)
             .field("batch_interval", &self.batch_interval)
             .finish()

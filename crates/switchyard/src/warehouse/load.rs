@@ -1,8 +1,10 @@
 //! Loading one micro-batch into Postgres (reference §5.4, issue 5 "Loading").
 //!
-//! 1. Schema (`schema.rs`): tables and columns missing from the cache are created under an
-//!    advisory lock on the schema, then re-read: whoever created a column first decided its
-//!    type. A column Postgres will not add (a table has at most 1,600) is left out.
+//! 1. Schema (`schema.rs`): tables, their standard columns (`standard.rs`) and columns missing
+//!    from the cache are created under an advisory lock on the schema, then re-read: a column
+//!    takes its first value's type in log order, and a `bigint` column that meets a
+//!    non-integer number is widened to `numeric` (`lattice.rs`). A column Postgres will not
+//!    add (a table has at most 1,600) is left out.
 //! 2. Values that do not fit their column's type (or that Postgres cannot hold in it, or
 //!    whose column was left out) become NULL, and the row, column, value and reason go to
 //!    `_switchyard_discards` (`discards.rs`).
@@ -21,21 +23,27 @@ use tokio_postgres::Client;
 
 use super::discards::{Discard, count_by_code, write};
 use super::isolate::{Target, load_rows};
+use super::lattice::{Needs, fits, note};
 use super::rows::{Cell, ColType, Row, pg_holds_timestamp};
-use super::schema::{Columns, SchemaCache};
+use super::schema::{Columns, Refusals, SchemaCache};
+use super::standard::with_standard;
 
 /// Why a value cannot go into a column of type `col` (reason, metric label), if it cannot.
-fn misfit(col: ColType, cell: &Cell) -> Option<(String, &'static str)> {
-    let fits = col == cell.ty
-        || col == ColType::Text
-        || (col == ColType::Float && cell.ty == ColType::Integer);
-    if !fits {
+/// `unwidened`: why Postgres would not widen the column to take it.
+fn misfit(col: ColType, cell: &Cell, unwidened: Option<&str>) -> Option<(String, &'static str)> {
+    if !fits(col, cell.ty) {
         let reason = format!(
             "a {:?} value does not fit the column's type {}",
             cell.ty,
             col.sql()
         );
-        return Some((reason, "type_mismatch"));
+        return Some(match unwidened {
+            Some(why) => (
+                format!("{reason}, which Postgres would not widen to numeric: {why}"),
+                "widening_refused",
+            ),
+            None => (reason, "type_mismatch"),
+        });
     }
     if col == ColType::Timestamp && !pg_holds_timestamp(&cell.text) {
         let reason = "Postgres cannot hold this timestamp (year 0, or a zone offset beyond ±15:59)";
@@ -102,12 +110,16 @@ pub fn plan(cache: &SchemaCache, schema: &str, rows: Vec<Row>) -> Vec<Planned> {
             if rows.first().is_some_and(|r| r.upsert) {
                 rows = merge_by_id(rows);
             }
-            let want = wanted(&rows);
-            match cache.get(schema, &table) {
-                Some(have) if want.keys().all(|c| have.contains_key(c)) => {
-                    Planned::Ready(prepare(table, &rows, &want, &have, None))
+            let needs = wanted(&rows);
+            match cache.ready(schema, &table, &needs) {
+                Some(have) => {
+                    let refusals = Refusals {
+                        left_out: None,
+                        unwidened: cache.unwidened(schema, &table),
+                    };
+                    Planned::Ready(prepare(table, &rows, &needs, &have, &refusals))
                 }
-                _ => Planned::NeedsDdl(table, rows),
+                None => Planned::NeedsDdl(table, rows),
             }
         })
         .collect()
@@ -116,17 +128,17 @@ pub fn plan(cache: &SchemaCache, schema: &str, rows: Vec<Row>) -> Vec<Planned> {
 fn prepare(
     table: String,
     rows: &[Row],
-    want: &Columns,
+    needs: &Needs,
     have: &Columns,
-    left_out: Option<&str>,
+    refusals: &Refusals,
 ) -> TablePlan {
-    let cols: Vec<String> = want
+    let cols: Vec<String> = needs
         .keys()
         .filter(|c| have.contains_key(*c))
         .cloned()
         .collect();
     let mut discards = Vec::new();
-    let data = Bytes::from(render(&table, rows, &cols, have, left_out, &mut discards));
+    let data = Bytes::from(render(&table, rows, &cols, have, refusals, &mut discards));
     TablePlan {
         upsert: rows.first().is_some_and(|r| r.upsert),
         rows: rows.len(),
@@ -160,9 +172,9 @@ pub async fn load(
         plans.push(match p {
             Planned::Ready(plan) => plan,
             Planned::NeedsDdl(table, rows) => {
-                let want = wanted(&rows);
-                let (have, left_out) = cache.ensure(client, schema, &table, &want).await?;
-                prepare(table, &rows, &want, &have, left_out.as_deref())
+                let needs = wanted(&rows);
+                let (have, refusals) = cache.ensure(client, schema, &table, &needs).await?;
+                prepare(table, &rows, &needs, &have, &refusals)
             }
         });
     }
@@ -196,20 +208,19 @@ pub async fn load(
     })
 }
 
-/// Columns of a table group; a column new in this batch takes its most recent value's type.
-fn wanted(rows: &[Row]) -> Columns {
-    let mut want = Columns::new();
+/// What a table group's values ask of its columns (`lattice.rs`), its kind's standard
+/// columns first.
+fn wanted(rows: &[Row]) -> Needs {
+    let mut needs = Needs::new();
     for r in rows {
         for (k, c) in &r.cols {
-            match want.get_mut(k) {
-                Some(t) => *t = c.ty,
-                None => {
-                    want.insert(k.clone(), c.ty);
-                }
-            }
+            note(&mut needs, k, c.ty);
         }
     }
-    want
+    match rows.first() {
+        Some(r) => with_standard(r.kind, needs),
+        None => needs,
+    }
 }
 
 /// Upserted tables: one row per id per batch, later non-null values over earlier ones.
@@ -234,7 +245,7 @@ fn render(
     rows: &[Row],
     cols: &[String],
     have: &Columns,
-    left_out: Option<&str>,
+    refusals: &Refusals,
     discards: &mut Vec<Discard>,
 ) -> String {
     let position: HashMap<&str, usize> = cols
@@ -265,7 +276,10 @@ fn render(
             match position.get(k.as_str()) {
                 Some(&i) => slots[i] = Some(cell),
                 None => {
-                    let why = left_out.unwrap_or("the table has no such column");
+                    let why = refusals
+                        .left_out
+                        .as_deref()
+                        .unwrap_or("the table has no such column");
                     discard(k, &cell.text, why.to_owned(), "column_left_out");
                 }
             }
@@ -274,7 +288,8 @@ fn render(
             if i > 0 {
                 out.push('\t');
             }
-            let value = slot.and_then(|cell| match misfit(types[i], cell) {
+            let unwidened = refusals.unwidened.get(&cols[i]).map(String::as_str);
+            let value = slot.and_then(|cell| match misfit(types[i], cell, unwidened) {
                 None => Some(cell.text.as_str()),
                 Some((reason, code)) => {
                     discard(&cols[i], &cell.text, reason, code);
@@ -291,6 +306,7 @@ fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::warehouse::standard::TableKind;
 
     fn cell(ty: ColType, text: &str) -> Cell {
         Cell {
@@ -308,7 +324,7 @@ mod tests {
         s.push('|');
         copy_field(&mut s, Some("x\0"));
         assert_eq!(s, "a\\tb\\\\c\\nd\\ref|\\N|x");
-        let fits = |col, c: &Cell| misfit(col, c).is_none();
+        let fits = |col, c: &Cell| misfit(col, c, None).is_none();
         assert!(fits(ColType::Float, &cell(ColType::Integer, "1")));
         assert!(fits(ColType::Text, &cell(ColType::Boolean, "true")));
         assert!(!fits(ColType::Integer, &cell(ColType::Float, "1.5")));
@@ -316,7 +332,7 @@ mod tests {
         let at = |s| cell(ColType::Timestamp, s);
         assert!(fits(ColType::Timestamp, &at("2026-01-01T00:00:00+15:59")));
         assert!(fits(ColType::Text, &at("0000-01-01T00:00:00Z")));
-        let year0 = misfit(ColType::Timestamp, &at("0000-01-01T00:00:00Z"));
+        let year0 = misfit(ColType::Timestamp, &at("0000-01-01T00:00:00Z"), None);
         assert_eq!(year0.map(|m| m.1), Some("timestamp_out_of_range"));
         assert!(!fits(ColType::Timestamp, &at("2026-01-01T00:00:00-16:00")));
     }
@@ -334,13 +350,18 @@ mod tests {
             .map(|(k, c)| (k.to_owned(), c))
             .collect(),
             upsert: false,
+            kind: TableKind::Object,
         };
         let have: Columns = [("id", ColType::Text), ("n", ColType::Integer)]
             .into_iter()
             .map(|(k, t)| (k.to_owned(), t))
             .collect();
         let want = wanted(std::slice::from_ref(&row));
-        let plan = prepare("t".into(), &[row], &want, &have, Some("too many columns"));
+        let refusals = Refusals {
+            left_out: Some("too many columns".into()),
+            unwidened: [("n".to_owned(), "a view uses it".to_owned())].into(),
+        };
+        let plan = prepare("t".into(), &[row], &want, &have, &refusals);
         assert_eq!(plan.cols, ["id", "n"]);
         assert_eq!(&plan.data[..], b"m-1\t\\N\n");
         let got: Vec<_> = plan
@@ -359,9 +380,10 @@ mod tests {
             got,
             [
                 ("gone", "m-1", "v", "column_left_out"),
-                ("n", "m-1", "1.5", "type_mismatch")
+                ("n", "m-1", "1.5", "widening_refused")
             ]
         );
         assert_eq!(plan.discards[0].reason, "too many columns");
+        assert!(plan.discards[1].reason.ends_with("a view uses it"));
     }
 }

@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use super::snake::snakecase;
+use super::standard::TableKind;
 
 /// Postgres truncates identifiers to 63 bytes; we do it first so names stay predictable.
 pub const MAX_NAME: usize = 63;
@@ -59,6 +60,8 @@ pub struct Row {
     pub cols: IndexMap<String, Cell>,
     /// `users` and object collections: one row per id, upserted (later values win).
     pub upsert: bool,
+    /// Which standard columns the table has (`standard.rs`).
+    pub kind: TableKind,
 }
 
 /// The standard tables; an event table named like one of them gets `_event` appended.
@@ -231,10 +234,11 @@ fn with_custom(mut cols: IndexMap<String, Cell>, custom: Option<&Value>) -> Inde
 /// The rows one event makes. `uuid_ts` is the load time.
 pub fn rows_for(ev: &Map<String, Value>, uuid_ts: &str) -> Vec<Row> {
     let s = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or_default();
-    let row = |table: &str, cols| Row {
+    let row = |table: &str, kind, cols| Row {
         table: table.to_owned(),
         cols,
-        upsert: table == "users",
+        upsert: kind == TableKind::User,
+        kind,
     };
     match s("type") {
         "track" => {
@@ -245,23 +249,27 @@ pub fn rows_for(ev: &Map<String, Value>, uuid_ts: &str) -> Vec<Row> {
                 uuid_ts,
                 &[("event", slug.as_str()), ("event_text", event)],
             );
-            let mut out = vec![row("tracks", base.clone())];
+            let mut out = vec![row("tracks", TableKind::Track, base.clone())];
             if !slug.is_empty() {
                 let mut table = slug.clone();
                 if STANDARD_TABLES.contains(&table.as_str()) {
                     table.push_str("_event");
                 }
                 table.truncate(MAX_NAME);
-                out.push(row(&table, with_custom(base, ev.get("properties"))));
+                out.push(row(
+                    &table,
+                    TableKind::Track,
+                    with_custom(base, ev.get("properties")),
+                ));
             }
             out
         }
         "identify" => {
             let base = standard(ev, uuid_ts, &[]);
             let cols = with_custom(base.clone(), ev.get("traits"));
-            let mut out = vec![row("identifies", cols.clone())];
+            let mut out = vec![row("identifies", TableKind::Identify, cols.clone())];
             if let Some(user) = ev.get("userId").and_then(Value::as_str) {
-                out.push(row("users", user_row(&base, &cols, user)));
+                out.push(row("users", TableKind::User, user_row(&base, &cols, user)));
             }
             out
         }
@@ -271,22 +279,28 @@ pub fn rows_for(ev: &Map<String, Value>, uuid_ts: &str) -> Vec<Row> {
                 .filter(|k| ev.get(*k).is_some_and(Value::is_string))
                 .map(|k| (k, s(k)))
                 .collect();
-            let table = if s("type") == "page" {
-                "pages"
+            let (table, kind) = if s("type") == "page" {
+                ("pages", TableKind::Page)
             } else {
-                "screens"
+                ("screens", TableKind::Screen)
             };
             vec![row(
                 table,
+                kind,
                 with_custom(standard(ev, uuid_ts, &extra), ev.get("properties")),
             )]
         }
         "group" => {
             let base = standard(ev, uuid_ts, &[("group_id", s("groupId"))]);
-            vec![row("groups", with_custom(base, ev.get("traits")))]
+            vec![row(
+                "groups",
+                TableKind::Group,
+                with_custom(base, ev.get("traits")),
+            )]
         }
         "alias" => vec![row(
             "aliases",
+            TableKind::Alias,
             standard(ev, uuid_ts, &[("previous_id", s("previousId"))]),
         )],
         _ => Vec::new(),
@@ -315,6 +329,7 @@ pub fn object_row(obj: &Map<String, Value>, received_at: &str, uuid_ts: &str) ->
         table,
         cols,
         upsert: true,
+        kind: TableKind::Object,
     })
 }
 

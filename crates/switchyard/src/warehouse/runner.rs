@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+use super::connect::{ConnectError, Target};
 use super::isolate::describe;
 use super::load::load;
 use super::read::{Batch, SchemaBatch, read_batch};
@@ -30,6 +31,15 @@ use crate::telemetry::{Metrics, metrics};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Why a batch did not load (the runner retries it).
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+}
 
 pub struct WarehouseWorker {
     pub dest: DestinationConfig,
@@ -137,8 +147,7 @@ impl WarehouseWorker {
                 Err(e) => {
                     prefetched = None;
                     let msg = format!(
-                        "loading into Postgres failed; retrying the batch in {backoff:?}: {}",
-                        describe(&e)
+                        "loading into Postgres failed; retrying the batch in {backoff:?}: {e}"
                     );
                     tracing::warn!(destination = %self.dest.id, "{msg}");
                     status.set_error(Some(msg));
@@ -296,20 +305,15 @@ impl WarehouseWorker {
         client: &mut Option<Client>,
         cache: &SchemaCache,
         schemas: BTreeMap<String, SchemaBatch>,
-    ) -> Result<BTreeMap<String, u64>, tokio_postgres::Error> {
+    ) -> Result<BTreeMap<String, u64>, LoadError> {
         let mut counts = BTreeMap::new();
         if schemas.is_empty() {
             return Ok(counts);
         }
         if client.is_none() {
-            let (c, connection) = tokio_postgres::connect(&self.settings.url, NoTls).await?;
-            let id = self.dest.id.clone();
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(destination = %id, error = %e, "Postgres connection closed");
-                }
-            });
-            *client = Some(c);
+            let ca_file = self.settings.ca_file.as_deref();
+            let target = Target::parse(&self.settings.url, ca_file)?;
+            *client = Some(target.connect(&self.dest.id).await?);
         }
         let Some(c) = client.as_mut() else {
             return Ok(counts);

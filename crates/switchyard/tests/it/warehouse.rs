@@ -414,6 +414,12 @@ impl Cluster {
     }
 
     fn start() -> Option<Cluster> {
+        let c = Cluster::init()?;
+        c.ctl("start").then_some(c)
+    }
+
+    /// initdb only: the test may configure the cluster before it starts.
+    fn init() -> Option<Cluster> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
@@ -438,7 +444,7 @@ impl Cluster {
             .ok()?
             .status
             .success();
-        (ok && c.ctl("start")).then_some(c)
+        ok.then_some(c)
     }
 
     fn ctl(&self, action: &str) -> bool {
@@ -587,3 +593,6 @@ async fn segment_set_objects_are_upserted_into_their_collection() {
 }
 
 mod faults;
+mod standard;
+mod tls;
+mod types;
