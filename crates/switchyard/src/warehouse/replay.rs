@@ -5,7 +5,6 @@
 
 use tokio_postgres::Client;
 
-use super::isolate::describe;
 use super::read::read_batch;
 use super::runner::WarehouseWorker;
 use super::schema::SchemaCache;
@@ -41,7 +40,7 @@ impl WarehouseWorker {
         let (events, next, last_seq) = (batch.events, batch.next.position, batch.last_seq);
         self.load(client, cache, batch.schemas)
             .await
-            .map_err(|e| format!("loading into Postgres: {}", describe(&e)))?;
+            .map_err(|e| format!("loading into Postgres: {e}"))?;
         replay
             .advance(last_seq, next, events as u64, status)
             .map_err(|e| format!("saving the replay's progress: {e}"))

@@ -34,7 +34,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Why a batch did not load (the runner retries it).
 #[derive(Debug, thiserror::Error)]
-enum LoadError {
+pub(super) enum LoadError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
     #[error("{}", describe(.0))]
