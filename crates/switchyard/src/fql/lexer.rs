@@ -201,11 +201,12 @@ fn lex_ident(s: &[char], i: usize, out: &mut Vec<Tok>) -> Result<usize, FqlError
     if !(spaced(s, j) || matches!(s[j], ',' | ')' | '(' | '[' | '=' | '!')) {
         return Err(err(j, &format!("unexpected {:?} after a name", s[j])));
     }
-    if parts.len() == 1 && !parts[0].escaped_start {
-        if let Some(t) = keyword(&parts[0].text, s, j)? {
-            out.push(t);
-            return Ok(j);
-        }
+    if parts.len() == 1
+        && !parts[0].escaped_start
+        && let Some(t) = keyword(&parts[0].text, s, j)?
+    {
+        out.push(t);
+        return Ok(j);
     }
     check_path(&parts, terminated(s, j)).map_err(|m| err(i, &m))?;
     out.push(Tok::Ident(parts.into_iter().map(|p| p.text).collect()));
