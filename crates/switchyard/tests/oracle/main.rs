@@ -7,4 +7,5 @@
 
 mod fql;
 mod fql_sweep;
+mod mapping;
 mod node;
