@@ -162,6 +162,19 @@ struct Segment {
     escaped_start: bool,
     /// An escaped `.`, `[` or `]`, which Segment's path lookup splits on anyway.
     escaped_separator: bool,
+    /// The text's length in UTF-16 units, as fql-ts counts it.
+    units: usize,
+}
+
+impl Segment {
+    fn push(&mut self, c: char) {
+        self.text.push(c);
+        self.units += c.len_utf16();
+    }
+
+    fn units(&self) -> usize {
+        self.units
+    }
 }
 
 fn lex_ident(s: &[char], i: usize, out: &mut Vec<Tok>) -> Result<usize, FqlError> {
@@ -174,7 +187,7 @@ fn lex_ident(s: &[char], i: usize, out: &mut Vec<Tok>) -> Result<usize, FqlError
                 let next = *s.get(j + 1).ok_or_else(|| err(j, "'\\' at the end"))?;
                 cur.escaped_start |= cur.text.is_empty();
                 cur.escaped_separator |= matches!(next, '.' | '[' | ']');
-                cur.text.push(next);
+                cur.push(next);
                 j += 2;
             }
             '.' => {
@@ -185,12 +198,12 @@ fn lex_ident(s: &[char], i: usize, out: &mut Vec<Tok>) -> Result<usize, FqlError
                 j += 1;
             }
             c if c.is_ascii_alphanumeric() || c == '_' || c == '-' => {
-                cur.text.push(c);
+                cur.push(c);
                 j += 1;
             }
             _ => break,
         }
-        if utf16_len(&cur.text) >= MAX_LEN {
+        if cur.units() >= MAX_LEN {
             return Err(err(i, "a name must be shorter than 100000 characters"));
         }
     }

@@ -273,3 +273,14 @@ fn lookups_follow_javascript() {
     assert!(m(r#"properties.s.\1 = "e""#, &e));
     assert!(!m(r#"properties.list.\01 = 2"#, &e), "01 is not an index");
 }
+
+/// fql-ts refuses a string or a name once it reaches 100000 UTF-16 units.
+#[test]
+fn length_limits_follow_fql_ts() {
+    let long = |n: usize| "x".repeat(n);
+    assert!(Fql::parse(&format!("event = \"{}\"", long(99_999))).is_ok());
+    assert!(rejects(&format!("event = \"{}\"", long(100_000))).contains("shorter"));
+    assert!(rejects(&format!("event = \"{}\"", "😀".repeat(50_000))).contains("shorter"));
+    assert!(Fql::parse(&format!("properties.{} = 1", long(99_999))).is_ok());
+    assert!(rejects(&format!("properties.{} = 1", long(100_000))).contains("shorter"));
+}
