@@ -1,7 +1,11 @@
 //! FQL evaluation with Segment's exact semantics (reference §4.4): strict string `=`,
 //! `!=` true on a missing field, numeric comparisons only on JSON numbers.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
+
+use crate::mapping::path::js_walk;
 
 use super::ast::{Cond, Conj, Expr, Field, Op};
 
@@ -20,30 +24,24 @@ pub fn matches(expr: &Expr, event: &Value) -> bool {
 }
 
 /// The value a field names: `type`, `event`, `name`, `userId` at the top level;
-/// properties/traits/context paths walked through objects (and arrays by index).
-pub fn lookup<'a>(field: &Field, event: &'a Value) -> Option<&'a Value> {
+/// properties/traits/context paths walked as Segment's `get` walks them (JavaScript's
+/// `cur && cur[key]`, see `mapping::path::js_walk`).
+pub fn lookup<'a>(field: &Field, event: &'a Value) -> Option<Cow<'a, Value>> {
     let (root, path) = match field {
-        Field::Type => return event.get("type"),
-        Field::Event => return event.get("event"),
-        Field::Name => return event.get("name"),
-        Field::UserId => return event.get("userId"),
+        Field::Type => return event.get("type").map(Cow::Borrowed),
+        Field::Event => return event.get("event").map(Cow::Borrowed),
+        Field::Name => return event.get("name").map(Cow::Borrowed),
+        Field::UserId => return event.get("userId").map(Cow::Borrowed),
         Field::Properties(p) => ("properties", p),
         Field::Traits(p) => ("traits", p),
         Field::Context(p) => ("context", p),
     };
-    let mut cur = event.get(root)?;
-    for key in path {
-        cur = match cur {
-            Value::Object(m) => m.get(key)?,
-            Value::Array(a) => a.get(key.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
+    js_walk(event.get(root)?, path.iter().map(String::as_str))
 }
 
 fn cond(c: &Cond, event: &Value) -> bool {
     let actual = lookup(&c.field, event);
+    let actual = actual.as_deref();
     let text = actual.and_then(Value::as_str);
     let num = actual
         .and_then(Value::as_f64)

@@ -1,6 +1,12 @@
-//! FQL tokens (reference §4.2, §4.9). Stricter than Segment's lexer where Segment silently
-//! misreads: an operator, `and`, `or` or `null` must be followed by whitespace or the end
-//! (or `)` / `,` for `null`), and `\r` is an invalid character.
+//! FQL tokens (reference §4.2, §4.9), checked against `@segment/fql-ts`'s lexer. We accept
+//! every spelling Segment reads the obvious way (`type="track"`, `properties.x <10`) and
+//! refuse the ones it misreads:
+//! - `!=`, `<=` and `>=` must be followed by whitespace, `,`, `)` or the end: Segment reads
+//!   `x <=10` as `x < "="` and cannot read `type!="a"` at all;
+//! - `and`/`or` must be followed by whitespace, `,`, `)` or the end (`a or(b)` loses its `or`);
+//! - a path segment may not start with a digit or `-`, end the path as a bare `and`/`or`/
+//!   `null`, or hold an escaped `.`, `[` or `]`: Segment splits the path there;
+//! - `\r` is an invalid character.
 
 use super::FqlError;
 
@@ -22,7 +28,8 @@ pub enum Tok {
     Comma,
 }
 
-const MAX_STRING: usize = 100_000;
+/// fql-ts refuses a string, name or number once it reaches this many UTF-16 units.
+const MAX_LEN: usize = 100_000;
 
 pub fn lex(src: &str) -> Result<Vec<Tok>, FqlError> {
     let s: Vec<char> = src.chars().collect();
@@ -36,22 +43,7 @@ pub fn lex(src: &str) -> Result<Vec<Tok>, FqlError> {
             ')' => push(&mut out, &mut i, Tok::RParen),
             ',' => push(&mut out, &mut i, Tok::Comma),
             '[' | ']' => return Err(err(i, "array indexes ([0]) are not supported in FQL paths")),
-            '"' | '\'' => {
-                let end = s[i + 1..]
-                    .iter()
-                    .position(|&x| x == c)
-                    .ok_or_else(|| err(i, "unterminated string"))?;
-                let text: String = s[i + 1..i + 1 + end].iter().collect();
-                if text.chars().count() > MAX_STRING {
-                    return Err(err(i, "string is longer than 100000 characters"));
-                }
-                out.push(if c == '"' {
-                    Tok::Str(text)
-                } else {
-                    Tok::SingleQuoted(text)
-                });
-                i += end + 2;
-            }
+            '"' | '\'' => i = lex_string(&s, i, &mut out)?,
             '=' | '<' | '>' | '!' => i = lex_operator(&s, i, &mut out)?,
             '-' | '+' | '0'..='9' => i = lex_number(&s, i, &mut out)?,
             c if c.is_ascii_alphabetic() || c == '_' || c == '\\' => {
@@ -73,36 +65,65 @@ fn err(at: usize, msg: &str) -> FqlError {
     FqlError(format!("{msg} at character {}", at + 1))
 }
 
+fn utf16_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
 fn spaced(s: &[char], at: usize) -> bool {
     at >= s.len() || matches!(s[at], ' ' | '\t' | '\n')
 }
 
+/// fql-ts's terminator: whitespace, the end, `,`, `)` or `]`.
+fn terminated(s: &[char], at: usize) -> bool {
+    spaced(s, at) || matches!(s[at], ',' | ')' | ']')
+}
+
+fn lex_string(s: &[char], i: usize, out: &mut Vec<Tok>) -> Result<usize, FqlError> {
+    let quote = s[i];
+    let end = s[i + 1..]
+        .iter()
+        .position(|&x| x == quote)
+        .ok_or_else(|| err(i, "unterminated string"))?;
+    let text: String = s[i + 1..i + 1 + end].iter().collect();
+    if utf16_len(&text) >= MAX_LEN {
+        return Err(err(i, "a string must be shorter than 100000 characters"));
+    }
+    out.push(if quote == '"' {
+        Tok::Str(text)
+    } else {
+        Tok::SingleQuoted(text)
+    });
+    Ok(i + end + 2)
+}
+
 fn lex_operator(s: &[char], i: usize, out: &mut Vec<Tok>) -> Result<usize, FqlError> {
-    let two = |c: char| s.get(i + 1) == Some(&c);
-    let (tok, len) = match s[i] {
-        '!' if two('=') => (Tok::Op("!="), 2),
-        '!' => {
-            // `!` negates a function call: `!contains(...)`, `!match(...)`.
-            if s.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic()) {
-                out.push(Tok::Not);
-                return Ok(i + 1);
-            }
+    let next = s.get(i + 1).copied();
+    let (tok, len) = match (s[i], next) {
+        // `=` needs nothing after it: Segment reads `type="track"` correctly.
+        ('=', _) => (Tok::Op("="), 1),
+        ('!', Some('=')) => (Tok::Op("!="), 2),
+        // `!` negates a function call: `!contains(...)`, `!match(...)`.
+        ('!', Some(c)) if c.is_ascii_alphabetic() => (Tok::Not, 1),
+        ('!', _) => {
             return Err(err(
                 i,
-                "'!' must be followed by contains(...) or match(...)",
+                "'!' must be followed by contains(...) or match(...) (Segment ignores it elsewhere)",
             ));
         }
-        '<' if two('=') => (Tok::Op("<="), 2),
-        '>' if two('=') => (Tok::Op(">="), 2),
-        '<' => (Tok::Op("<"), 1),
-        '>' => (Tok::Op(">"), 1),
-        _ => (Tok::Op("="), 1),
+        ('<', Some('=')) => (Tok::Op("<="), 2),
+        ('>', Some('=')) => (Tok::Op(">="), 2),
+        // `<` and `>` need nothing after them: Segment reads `properties.x <10` correctly.
+        ('<', _) => (Tok::Op("<"), 1),
+        _ => (Tok::Op(">"), 1),
     };
-    if !spaced(s, i + len) {
-        return Err(err(
-            i,
-            "put a space after the operator (Segment misreads it otherwise)",
-        ));
+    if len == 2 && !terminated(s, i + len) {
+        let op: String = s[i..i + 2].iter().collect();
+        let misread = if op == "!=" {
+            "Segment cannot read it otherwise"
+        } else {
+            "Segment reads it as the operator '<' or '>' followed by '='"
+        };
+        return Err(err(i, &format!("put a space after {op} ({misread})")));
     }
     out.push(tok);
     Ok(i + len)
@@ -116,33 +137,61 @@ fn lex_number(s: &[char], i: usize, out: &mut Vec<Tok>) -> Result<usize, FqlErro
     let text: String = s[i..j].iter().collect();
     let ok = text.matches('.').count() <= 1
         && !text.ends_with('.')
+        && text.len() < MAX_LEN
         && text.chars().any(|c| c.is_ascii_digit());
     let n: f64 = text
         .parse()
         .ok()
         .filter(|_| ok)
         .ok_or_else(|| err(i, &format!("invalid number {text:?}")))?;
-    if !(spaced(s, j) || matches!(s.get(j), Some(')') | Some(','))) {
-        return Err(err(j, "a number must be followed by a space, ')' or ','"));
+    if !terminated(s, j) {
+        return Err(err(
+            j,
+            "a number must be followed by a space, ')' or ',' (Segment drops what follows it)",
+        ));
     }
     out.push(Tok::Number(n));
     Ok(j)
 }
 
+/// One segment of a dotted name, with what fql-ts would make of it.
+#[derive(Default)]
+struct Segment {
+    text: String,
+    /// The first character was written with a backslash.
+    escaped_start: bool,
+    /// An escaped `.`, `[` or `]`, which Segment's path lookup splits on anyway.
+    escaped_separator: bool,
+    /// The text's length in UTF-16 units, as fql-ts counts it.
+    units: usize,
+}
+
+impl Segment {
+    fn push(&mut self, c: char) {
+        self.text.push(c);
+        self.units += c.len_utf16();
+    }
+
+    fn units(&self) -> usize {
+        self.units
+    }
+}
+
 fn lex_ident(s: &[char], i: usize, out: &mut Vec<Tok>) -> Result<usize, FqlError> {
-    // The segment being read, then the finished ones.
-    let mut cur = String::new();
-    let mut parts: Vec<String> = Vec::new();
+    let mut parts: Vec<Segment> = Vec::new();
+    let mut cur = Segment::default();
     let mut j = i;
     while j < s.len() {
         match s[j] {
             '\\' => {
                 let next = *s.get(j + 1).ok_or_else(|| err(j, "'\\' at the end"))?;
+                cur.escaped_start |= cur.text.is_empty();
+                cur.escaped_separator |= matches!(next, '.' | '[' | ']');
                 cur.push(next);
                 j += 2;
             }
             '.' => {
-                if cur.is_empty() {
+                if cur.text.is_empty() {
                     return Err(err(j, "empty path segment"));
                 }
                 parts.push(std::mem::take(&mut cur));
@@ -154,40 +203,99 @@ fn lex_ident(s: &[char], i: usize, out: &mut Vec<Tok>) -> Result<usize, FqlError
             }
             _ => break,
         }
+        if cur.units() >= MAX_LEN {
+            return Err(err(i, "a name must be shorter than 100000 characters"));
+        }
     }
-    if cur.is_empty() {
+    if cur.text.is_empty() {
         return Err(err(j, "a path cannot end with '.'"));
     }
     parts.push(cur);
     if !(spaced(s, j) || matches!(s[j], ',' | ')' | '(' | '[' | '=' | '!')) {
         return Err(err(j, &format!("unexpected {:?} after a name", s[j])));
     }
-    let word = if parts.len() == 1 {
-        parts[0].as_str()
-    } else {
-        ""
+    if parts.len() == 1
+        && !parts[0].escaped_start
+        && let Some(t) = keyword(&parts[0].text, s, j)?
+    {
+        out.push(t);
+        return Ok(j);
+    }
+    check_path(&parts, terminated(s, j)).map_err(|m| err(i, &m))?;
+    out.push(Tok::Ident(parts.into_iter().map(|p| p.text).collect()));
+    Ok(j)
+}
+
+/// `and`, `or` and `null` are keywords only when a terminator follows, as in fql-ts.
+fn keyword(word: &str, s: &[char], j: usize) -> Result<Option<Tok>, FqlError> {
+    let t = match word {
+        "and" => Tok::And,
+        "or" => Tok::Or,
+        "null" => Tok::Null,
+        _ => return Ok(None),
     };
-    let keyword = match word {
-        "and" => Some(Tok::And),
-        "or" => Some(Tok::Or),
-        "null" => Some(Tok::Null),
-        _ => None,
-    };
-    match keyword {
-        Some(t @ (Tok::And | Tok::Or)) if !spaced(s, j) => {
-            let _ = t;
-            Err(err(
-                j,
-                "put a space after and/or (Segment drops it otherwise)",
-            ))
+    if terminated(s, j) {
+        return Ok(Some(t));
+    }
+    if t == Tok::Null {
+        return Ok(None);
+    }
+    Err(err(
+        j,
+        &format!("put a space after '{word}' (Segment drops it otherwise)"),
+    ))
+}
+
+/// Names that every JavaScript object has: Segment's lookup finds a function there when the
+/// event lacks the key, so `properties.constructor != null` is always true.
+const PROTOTYPE_NAMES: [&str; 12] = [
+    "__proto__",
+    "constructor",
+    "hasOwnProperty",
+    "isPrototypeOf",
+    "propertyIsEnumerable",
+    "toLocaleString",
+    "toString",
+    "valueOf",
+    "__defineGetter__",
+    "__defineSetter__",
+    "__lookupGetter__",
+    "__lookupSetter__",
+];
+
+/// The segments after the root, checked for what fql-ts and `get` would split or misread.
+fn check_path(parts: &[Segment], terminated: bool) -> Result<(), String> {
+    for (n, p) in parts.iter().enumerate().skip(1) {
+        let first = p.text.chars().next().unwrap_or(' ');
+        if !p.escaped_start && (first.is_ascii_digit() || first == '-') {
+            return Err(format!(
+                "path segment {:?} starts with {first:?}: Segment reads it as a number; escape it (\\{first})",
+                p.text
+            ));
         }
-        Some(t) => {
-            out.push(t);
-            Ok(j)
+        if p.escaped_separator {
+            return Err(format!(
+                "path segment {:?} escapes '.', '[' or ']': Segment splits the path there anyway",
+                p.text
+            ));
         }
-        None => {
-            out.push(Tok::Ident(parts));
-            Ok(j)
+        let last = n == parts.len() - 1;
+        if last
+            && terminated
+            && !p.escaped_start
+            && ["and", "or", "null"].contains(&p.text.as_str())
+        {
+            return Err(format!(
+                "a path ending in {0:?} is read by Segment as the keyword {0}; escape it (\\{0})",
+                p.text
+            ));
+        }
+        if PROTOTYPE_NAMES.contains(&p.text.as_str()) {
+            return Err(format!(
+                "path segment {:?} names a JavaScript built-in that Segment finds on every object",
+                p.text
+            ));
         }
     }
+    Ok(())
 }

@@ -58,12 +58,29 @@ impl Fql {
     }
 }
 
-/// JavaScript's `String(number)` for the numbers FQL can hold: integers without `.0`.
+/// JavaScript's `String(number)`: the shortest round-trip digits, `1e+21` / `1e-7` outside
+/// `[1e-6, 1e21)`, and `0` for negative zero.
 pub fn js_number_string(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e21 {
-        format!("{n:.0}")
-    } else {
-        format!("{n}")
+    if n == 0.0 {
+        return "0".into();
+    }
+    if !n.is_finite() {
+        return if n.is_nan() {
+            "NaN"
+        } else if n > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        }
+        .into();
+    }
+    if (1e-6..1e21).contains(&n.abs()) {
+        return format!("{n}");
+    }
+    let e = format!("{n:e}");
+    match e.split_once('e') {
+        Some((m, exp)) if !exp.starts_with('-') => format!("{m}e+{exp}"),
+        _ => e,
     }
 }
 

@@ -160,16 +160,7 @@ impl Parser<'_> {
             return Err(FqlError(format!("{fname}() does not take type")));
         }
         self.expect(Tok::Comma, "','")?;
-        let pattern = match self.next("a string")?.clone() {
-            Tok::Str(s) => s,
-            Tok::SingleQuoted(_) => return Err(single_quoted()),
-            other => {
-                return Err(FqlError(format!(
-                    "{fname}() takes a double-quoted string, found {}",
-                    describe(&other)
-                )));
-            }
-        };
+        let pattern = self.function_value(&fname)?;
         self.expect(Tok::RParen, "')'")?;
         let op = if fname == "contains" {
             if negated {
@@ -177,28 +168,31 @@ impl Parser<'_> {
             } else {
                 Op::Contains(pattern)
             }
-        } else if let Some(prefix) = pattern.strip_suffix('*') {
-            if negated {
-                Op::NotStartsWith(prefix.into())
-            } else {
-                Op::StartsWith(prefix.into())
-            }
-        } else if let Some(suffix) = pattern.strip_prefix('*') {
-            if negated {
-                Op::NotEndsWith(suffix.into())
-            } else {
-                Op::EndsWith(suffix.into())
-            }
         } else {
-            return Err(FqlError(format!(
-                "match() needs a pattern like \"X*\" or \"*X\", got {pattern:?}"
-            )));
+            match_op(&pattern, negated)?
         };
         Ok(Expr::Cond(Cond {
             field,
             op,
             from_function: true,
         }))
+    }
+
+    /// The second argument: a double-quoted string; for contains() also a number or
+    /// true/false, which Segment compares as their text (`5` → "5").
+    fn function_value(&mut self, fname: &str) -> Result<String, FqlError> {
+        match self.next("a string")?.clone() {
+            Tok::Str(s) => Ok(s),
+            Tok::SingleQuoted(_) => Err(single_quoted()),
+            Tok::Number(n) if fname == "contains" => Ok(js_number_string(n)),
+            Tok::Ident(w) if fname == "contains" && w.len() == 1 && is_bool(&w[0]) => {
+                Ok(w[0].clone())
+            }
+            other => Err(FqlError(format!(
+                "{fname}() takes a double-quoted string, found {}",
+                describe(&other)
+            ))),
+        }
     }
 
     fn expect(&mut self, want: Tok, what: &str) -> Result<(), FqlError> {
@@ -212,6 +206,42 @@ impl Parser<'_> {
             )))
         }
     }
+}
+
+/// A quoted number that JavaScript's `Number()` and Rust read alike (`"5"`, `"-1.5"`, `"1e3"`).
+fn numeric_text(s: &str) -> Option<f64> {
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c));
+    s.parse::<f64>().ok().filter(|n| plain && n.is_finite())
+}
+
+fn is_bool(w: &str) -> bool {
+    w == "true" || w == "false"
+}
+
+/// `match(x, "X*")` is starts-with and `match(x, "*X")` ends-with. Segment reads any other
+/// pattern as ends-with its text minus the first character, or starts-with up to a last
+/// `*` (`"*a*"` → starts with `*a`), so those are refused.
+fn match_op(pattern: &str, negated: bool) -> Result<Op, FqlError> {
+    let plain = |x: &str| !x.contains('*');
+    if let Some(prefix) = pattern.strip_suffix('*').filter(|p| plain(p)) {
+        let p = prefix.to_owned();
+        return Ok(if negated {
+            Op::NotStartsWith(p)
+        } else {
+            Op::StartsWith(p)
+        });
+    }
+    if let Some(suffix) = pattern.strip_prefix('*').filter(|p| plain(p)) {
+        let p = suffix.to_owned();
+        return Ok(if negated {
+            Op::NotEndsWith(p)
+        } else {
+            Op::EndsWith(p)
+        });
+    }
+    Err(FqlError(format!(
+        "match() needs a pattern like \"X*\" or \"*X\" with one '*', got {pattern:?} (Segment reads other patterns as something else)"
+    )))
 }
 
 fn single_quoted() -> FqlError {
@@ -263,7 +293,13 @@ fn rewrite(field: &Field, op: &str, value: &Tok) -> Result<Op, FqlError> {
         ))),
     };
     match value {
-        Tok::Str(s) => eq(s.clone()),
+        Tok::Str(s) if matches!(op, "=" | "!=") => eq(s.clone()),
+        // Segment orders by `Number(value)`, so a quoted number reads as that number.
+        Tok::Str(s) => numeric_text(s).map(ordering).unwrap_or_else(|| {
+            Err(FqlError(format!(
+                "{op} compares numbers; {s:?} is not a number"
+            )))
+        }),
         Tok::SingleQuoted(_) => Err(single_quoted()),
         Tok::Null if text_field => eq("null".into()),
         Tok::Null => match op {
@@ -277,7 +313,7 @@ fn rewrite(field: &Field, op: &str, value: &Tok) -> Result<Op, FqlError> {
             "=" | "!=" => eq(js_number_string(*n)),
             _ => ordering(*n),
         },
-        Tok::Ident(w) if w.len() == 1 && (w[0] == "true" || w[0] == "false") => {
+        Tok::Ident(w) if w.len() == 1 && is_bool(&w[0]) => {
             let t = w[0] == "true";
             match op {
                 "=" if bool_field => Ok(if t { Op::IsTrue } else { Op::IsFalse }),

@@ -154,7 +154,7 @@ fn every_operator() {
     assert!(m("event = true", &json!({"event": "true"})));
     // paths: escaped characters and array indexes in the event
     assert!(m(r"properties.product\ 1.price = 5", &e));
-    assert!(m(r#"properties.list.0.a = "first""#, &e));
+    assert!(m(r#"properties.list.\0.a = "first""#, &e));
     // traits means the top-level traits, not context.traits
     assert!(!m(
         r#"traits.email = "a@b""#,
@@ -176,10 +176,10 @@ fn strict_rejections_name_the_problem() {
     assert!(rejects(r#"type = "track" and"#).contains("dangling"));
     assert!(rejects(r#"type = "a" and type = "b" or type = "c""#).contains("mixed"));
     assert!(rejects(r#"((type = "a"))"#).contains("nested parentheses"));
-    assert!(rejects(r#"type!="track""#).contains("space after the operator"));
+    assert!(rejects(r#"type!="track""#).contains("space after !="));
     assert!(rejects("properties.price>10").contains("after a name"));
-    assert!(rejects("properties.x <=10").contains("space after the operator"));
-    assert!(rejects(r#"type = "a" or(type = "b")"#).contains("space after and/or"));
+    assert!(rejects("properties.x <=10").contains("space after <="));
+    assert!(rejects(r#"type = "a" or(type = "b")"#).contains("space after 'or'"));
     assert!(rejects("type = \"a\"\r").contains("\\r"));
     assert!(rejects(r#"properties.a[0] = "x""#).contains("array indexes"));
     assert!(
@@ -188,7 +188,11 @@ fn strict_rejections_name_the_problem() {
     );
     assert!(rejects(r#"contains(type, "x")"#).contains("does not take type"));
     assert!(rejects(r#"match(event, "abc")"#).contains("pattern"));
-    assert!(rejects(r#"properties.x > "5""#).contains("compares numbers"));
+    assert!(rejects(r#"properties.x > "five""#).contains("compares numbers"));
+    assert!(
+        m(r#"properties.price > "100""#, &ev()),
+        "Segment orders by Number(\"100\")"
+    );
     assert!(rejects("type = ").contains("expected a value"));
     // A function as the last item of a group parses the same in Segment: accepted.
     assert!(m(
@@ -211,4 +215,72 @@ proptest::proptest! {
             let _ = f.matches(&ev());
         }
     }
+}
+
+/// Issue 11 item 2: spellings Segment's lexer reads the obvious way are accepted (checked
+/// against `@segment/destination-subscriptions` 3.37.0; see tests/oracle/fql.rs).
+#[test]
+fn spellings_segment_reads_correctly_are_accepted() {
+    let e = ev();
+    assert!(m(r#"type="track""#, &e));
+    assert!(m(r#"type= "track""#, &e));
+    assert!(m(r#"event ="Product Added""#, &e));
+    assert!(m("properties.price =120", &e));
+    assert!(m("properties.flag =true", &e));
+    assert!(m("properties.nothing =null", &e));
+    assert!(m("properties.price <121", &e) && m("properties.price >100", &e));
+    assert!(m("properties.price >-1", &e));
+    assert!(m(r#"type!= "x""#, &e));
+    assert!(m(r#"contains(event,"Added")"#, &e));
+    assert!(m(r#"contains(event, "x")or type = "track""#, &e));
+    assert!(m("properties.and= 1", &json!({"properties": {"and": 1}})));
+    assert!(m(
+        r"properties.\and = 1",
+        &json!({"properties": {"and": 1}})
+    ));
+    assert!(m("contains(properties.sku, 12)", &e));
+    assert!(m("userId = 0.0000001", &json!({"userId": "1e-7"})));
+    assert!(m("userId = -0", &json!({"userId": "0"})));
+}
+
+/// Spellings Segment misreads stay refused, each with the reason.
+#[test]
+fn spellings_segment_misreads_are_refused() {
+    assert!(rejects(r#"type !="x""#).contains("space after !="));
+    assert!(rejects("properties.x >=10").contains("space after >="));
+    assert!(rejects(r#"type = "a" and(type = "b")"#).contains("space after 'and'"));
+    assert!(rejects("properties.0 = 1").contains("reads it as a number"));
+    assert!(rejects("properties.-x = 1").contains("reads it as a number"));
+    assert!(rejects("properties.and = 1").contains("keyword"));
+    assert!(rejects("properties.a.null != null").contains("keyword"));
+    assert!(rejects(r"properties.a\.b = 1").contains("splits the path"));
+    assert!(rejects("properties.constructor != null").contains("built-in"));
+    assert!(rejects("properties.x = 5abc").contains("drops what follows"));
+    assert!(rejects(r#"match(event, "*a*")"#).contains("one '*'"));
+    assert!(rejects(r#"!(type = "a")"#).contains("'!'"));
+    assert!(rejects(r#"type == "a""#).contains("expected a value"));
+}
+
+/// Segment's lookup is JavaScript's `cur && cur[key]`: a falsy value on the way is the
+/// result, and strings and arrays have a `length`.
+#[test]
+fn lookups_follow_javascript() {
+    let e = json!({"properties": {"zero": 0, "off": false, "s": "Hello", "list": [1, 2]}});
+    assert!(m("properties.zero.x = 0", &e));
+    assert!(m("properties.off.x = false", &e));
+    assert!(m("properties.s.length = 5", &e));
+    assert!(m("properties.list.length = 2", &e));
+    assert!(m(r#"properties.s.\1 = "e""#, &e));
+    assert!(!m(r#"properties.list.\01 = 2"#, &e), "01 is not an index");
+}
+
+/// fql-ts refuses a string or a name once it reaches 100000 UTF-16 units.
+#[test]
+fn length_limits_follow_fql_ts() {
+    let long = |n: usize| "x".repeat(n);
+    assert!(Fql::parse(&format!("event = \"{}\"", long(99_999))).is_ok());
+    assert!(rejects(&format!("event = \"{}\"", long(100_000))).contains("shorter"));
+    assert!(rejects(&format!("event = \"{}\"", "😀".repeat(50_000))).contains("shorter"));
+    assert!(Fql::parse(&format!("properties.{} = 1", long(99_999))).is_ok());
+    assert!(rejects(&format!("properties.{} = 1", long(100_000))).contains("shorter"));
 }

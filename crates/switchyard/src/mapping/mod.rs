@@ -6,6 +6,7 @@
 
 pub mod path;
 mod resolve;
+mod root;
 mod validate;
 
 use serde_json::Value;
@@ -25,6 +26,7 @@ pub struct Mapping(Value);
 
 impl Mapping {
     pub fn compile(v: Value) -> Result<Mapping, MappingError> {
+        let v = root::expand(v)?;
         validate::validate(&v, "")?;
         Ok(Mapping(v))
     }
@@ -47,6 +49,8 @@ impl Mapping {
     }
 }
 
+#[cfg(test)]
+mod segment_cases;
 #[cfg(test)]
 mod tests;
 

@@ -1,6 +1,8 @@
 //! Path lookup as mapping-kit's `get` does it (reference §4.7, §4.9), and JavaScript's string
 //! conversion, which `@template` and `@if` need.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// Splits `a.b[0]['c d']` into `a`, `b`, `0`, `c d`: on `.`, on `[` before a quote or digit,
@@ -41,29 +43,39 @@ fn walk(input: &Value, path: &str) -> Option<Value> {
     if path.is_empty() || path == "." {
         return Some(input.clone());
     }
-    let mut cur = input;
-    for key in split(path) {
-        // JavaScript's `cur && cur[key]`: a falsy value is returned as it is.
+    js_walk(input, split(path).iter().map(String::as_str)).map(Cow::into_owned)
+}
+
+/// JavaScript's `keys.reduce((cur, key) => cur && cur[key], root)` on JSON, which both
+/// mapping-kit's and FQL's `get` do: a falsy value on the way is returned as it is
+/// (`{a: 0}` + `a.b` → `0`), arrays and strings have a `length`, strings index by UTF-16
+/// unit, and only canonical integers (`1`, not `01`) index. `None` is `undefined`.
+pub fn js_walk<'a, 'k>(
+    root: &'a Value,
+    keys: impl IntoIterator<Item = &'k str>,
+) -> Option<Cow<'a, Value>> {
+    let mut cur = root;
+    for key in keys {
         if is_falsy(cur) {
-            return Some(cur.clone());
+            return Some(Cow::Borrowed(cur));
         }
+        let index = key.parse::<usize>().ok().filter(|i| i.to_string() == key);
         cur = match cur {
-            Value::Object(m) => m.get(&key)?,
-            Value::Array(a) if key == "length" => return Some(Value::from(a.len())),
-            Value::Array(a) => a.get(key.parse::<usize>().ok()?)?,
+            Value::Object(m) => m.get(key)?,
+            Value::Array(a) if key == "length" => return Some(Cow::Owned(Value::from(a.len()))),
+            Value::Array(a) => a.get(index?)?,
             Value::String(s) if key == "length" => {
-                return Some(Value::from(s.encode_utf16().count()));
+                return Some(Cow::Owned(Value::from(s.encode_utf16().count())));
             }
             Value::String(s) => {
-                return s
-                    .chars()
-                    .nth(key.parse().ok()?)
-                    .map(|c| Value::String(c.to_string()));
+                let unit = s.encode_utf16().nth(index?)?;
+                let c = char::decode_utf16([unit]).next()?.unwrap_or('\u{fffd}');
+                return Some(Cow::Owned(Value::String(c.to_string())));
             }
             _ => return None,
         };
     }
-    Some(cur.clone())
+    Some(Cow::Borrowed(cur))
 }
 
 /// JavaScript falsiness for JSON values.

@@ -75,6 +75,8 @@ fn directive(name: &str, a: &Value, input: &Value) -> Out {
                 (v, _) => v,
             })
         }
+        // Segment skips the replacement (undefined) when `value` is a falsy literal ("").
+        "@replace" if arg(a, "value").is_none_or(is_falsy) => Ok(None),
         "@replace" => replace(a, input).map(|s| Some(Value::String(s))),
         "@arrayPath" => array_path(a, input),
         "@json" => {
@@ -93,14 +95,8 @@ fn directive(name: &str, a: &Value, input: &Value) -> Out {
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
             let mut out = Map::new();
-            match resolve(&a["value"], input)? {
-                None => {}
-                Some(v @ (Value::Object(_) | Value::Array(_))) => {
-                    flatten(&v, "", sep, omit, &mut out)
-                }
-                Some(primitive) => {
-                    out.insert(String::new(), primitive);
-                }
+            if let Some(v) = resolve(&a["value"], input)? {
+                flatten(v, "", sep, omit, &mut out);
             }
             Ok(Some(Value::Object(out)))
         }
@@ -223,11 +219,13 @@ fn replace_literal(s: &str, pattern: &str, with: &str, global: bool, ignore_case
     out
 }
 
+/// `[path, itemShape?]`. A string path is looked up; a directive's value *is* the root (a
+/// directive that yields a string gives that string, not another lookup), as in Segment.
 fn array_path(a: &Value, input: &Value) -> Out {
-    let Some(Value::String(p)) = resolve(&a[0], input)? else {
-        return Err(fail("@arrayPath", "the path did not resolve to a string"));
+    let root = match &a[0] {
+        Value::String(p) => get_path(input, p),
+        directive => resolve(directive, input)?,
     };
-    let root = get_path(input, &p);
     let shape = a
         .get(1)
         .filter(|s| s.as_object().is_some_and(|o| !o.is_empty()));
@@ -247,24 +245,30 @@ fn array_path(a: &Value, input: &Value) -> Out {
     }
 }
 
-fn flatten(v: &Value, prefix: &str, sep: &str, omit_arrays: bool, out: &mut Map<String, Value>) {
-    let entries: Vec<(String, &Value)> = match v {
-        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
-        Value::Array(a) => a
-            .iter()
+/// Segment's `flattenObject`: objects (and arrays, unless `omit_arrays`) spread into
+/// `prefix<sep>key`; anything else, including a top-level array when `omit_arrays`, is
+/// stored under the prefix (`""` at the top). An empty prefix adds no separator, so an
+/// empty-string key at the top flattens its children without one.
+fn flatten(v: Value, prefix: &str, sep: &str, omit_arrays: bool, out: &mut Map<String, Value>) {
+    let entries: Vec<(String, Value)> = match v {
+        Value::Object(m) => m.into_iter().collect(),
+        Value::Array(a) if !omit_arrays => a
+            .into_iter()
             .enumerate()
             .map(|(i, v)| (i.to_string(), v))
             .collect(),
-        _ => return,
+        leaf => {
+            out.insert(prefix.to_owned(), leaf);
+            return;
+        }
     };
     for (k, child) in entries {
-        let key = format!("{prefix}{k}");
-        let descend = child.is_object() || (child.is_array() && !omit_arrays);
-        if descend {
-            flatten(child, &format!("{key}{sep}"), sep, omit_arrays, out);
+        let key = if prefix.is_empty() {
+            k
         } else {
-            out.insert(key, child.clone());
-        }
+            format!("{prefix}{sep}{k}")
+        };
+        flatten(child, &key, sep, omit_arrays, out);
     }
 }
 

@@ -136,7 +136,11 @@ fn directive(name: &str, arg: &Value, path: &str) -> Result<(), MappingError> {
                 Some("lower" | "upper") => {}
                 _ => return Err(err(&sub("operator"), "must be \"lower\" or \"upper\"")),
             }
-            string_or_directive(o.get("value"), &sub("value"), "value")
+            // Without `value`, @case resolves to nothing (the key is dropped), as in Segment.
+            match o.get("value") {
+                None => Ok(()),
+                v => string_or_directive(v, &sub("value"), "value"),
+            }
         }
         "@replace" => replace(arg, path),
         "@arrayPath" => {
@@ -179,8 +183,12 @@ fn directive(name: &str, arg: &Value, path: &str) -> Result<(), MappingError> {
                 .get("value")
                 .ok_or_else(|| err(&sub("value"), "is required"))?;
             validate(value, &sub("value"))?;
-            if !o.get("separator").is_some_and(Value::is_string) {
-                return Err(err(&sub("separator"), "must be a string"));
+            // Segment's runtime refuses a missing or empty separator.
+            if o.get("separator")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                return Err(err(&sub("separator"), "must be a non-empty string"));
             }
             match o.get("omitArrays") {
                 None | Some(Value::Bool(_)) => Ok(()),
