@@ -4,6 +4,7 @@
 //! - `!=`, `<=` and `>=` must be followed by whitespace, `,`, `)` or the end: Segment reads
 //!   `x <=10` as `x < "="` and cannot read `type!="a"` at all;
 //! - `and`/`or` must be followed by whitespace, `,`, `)` or the end (`a or(b)` loses its `or`);
+//! - so must a string or a number (`type="track"and x` loses everything after the string);
 //! - a path segment may not start with a digit or `-`, end the path as a bare `and`/`or`/
 //!   `null`, or hold an escaped `.`, `[` or `]`: Segment splits the path there;
 //! - `\r` is an invalid character.
@@ -87,6 +88,14 @@ fn lex_string(s: &[char], i: usize, out: &mut Vec<Tok>) -> Result<usize, FqlErro
     let text: String = s[i + 1..i + 1 + end].iter().collect();
     if utf16_len(&text) >= MAX_LEN {
         return Err(err(i, "a string must be shorter than 100000 characters"));
+    }
+    let after = i + end + 2;
+    // (`\r` gets its own error from `lex`.)
+    if !terminated(s, after) && s[after] != '\r' {
+        return Err(err(
+            after,
+            "a string must be followed by a space, ')' or ',' (Segment drops or misreads what follows it: `type=\"track\"and x` reads as `type=\"track\"`)",
+        ));
     }
     out.push(if quote == '"' {
         Tok::Str(text)
@@ -212,7 +221,12 @@ fn lex_ident(s: &[char], i: usize, out: &mut Vec<Tok>) -> Result<usize, FqlError
     }
     parts.push(cur);
     if !(spaced(s, j) || matches!(s[j], ',' | ')' | '(' | '[' | '=' | '!')) {
-        return Err(err(j, &format!("unexpected {:?} after a name", s[j])));
+        let hint = match s[j] {
+            '<' | '>' => " (put a space before it: Segment misreads `x<10`)",
+            '"' | '\'' => " (a quote inside a string cannot be escaped in FQL)",
+            _ => "",
+        };
+        return Err(err(j, &format!("unexpected {:?} after a name{hint}", s[j])));
     }
     if parts.len() == 1
         && !parts[0].escaped_start

@@ -243,6 +243,28 @@ fn table() -> Vec<(&'static str, Row)> {
             Misread(|e| is(e, "/properties/list/0/a", "first")),
         ),
         ("type = \"track\"\r", Misread(|e| is(e, "/type", "track"))),
+        // A string followed directly by a conjunction (found by an outside check).
+        (
+            r#"type="track"and event="Product Added""#,
+            Misread(|e| is(e, "/type", "track") && is(e, "/event", "Product Added")),
+        ),
+        (
+            r#"type = "track"or event = "null""#,
+            Misread(|e| is(e, "/type", "track") || is(e, "/event", "null")),
+        ),
+        (
+            r#"event = "Home" or type="page"or type="identify""#,
+            Misread(|e| {
+                is(e, "/event", "Home") || is(e, "/type", "page") || is(e, "/type", "identify")
+            }),
+        ),
+        (
+            r#"event = "Order Completed"and properties.total > 1"#,
+            Misread(|e| is(e, "/event", "Order Completed")),
+        ),
+        (r#"type = "track")"#, Unclear),
+        (r#"(type = "track")"#, Same),
+        (r#"contains(event, "Product"), type = "track""#, Unclear),
         // Conditions with no single obvious reading.
         ("type = ", Unclear),
         ("type =", Unclear),

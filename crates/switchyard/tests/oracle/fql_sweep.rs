@@ -139,6 +139,12 @@ fn groupings() -> Vec<(String, String)> {
         "A, B",
         "A )",
         "(A",
+        // No space between a value and what follows it.
+        "Aand B",
+        "Aor B",
+        "A or Band C",
+        "Fand B",
+        "(A)and(B)",
     ];
     templates
         .iter()
