@@ -546,8 +546,10 @@ fn check_postgres_tls(cx: &mut Cx, url: &str, ca_file: Option<&std::path::Path>,
             "the CA file is not used with sslmode={}: set sslmode=verify-full in the URL to check the server",
             target.mode.name()
         );
+        // Point at where the CA was set: `settings.ca_file`, or `sslrootcert` in the URL.
+        let at = if ca_file.is_some() { "ca_file" } else { "url" };
         cx.problems
-            .push(Problem::warning(format!("{spath}.ca_file"), msg));
+            .push(Problem::warning(format!("{spath}.{at}"), msg));
     } else if ca_file.is_none()
         && let Err(e) = target.tls()
     {

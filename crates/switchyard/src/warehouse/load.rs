@@ -33,8 +33,8 @@ use super::standard::with_standard;
 fn misfit(col: ColType, cell: &Cell, unwidened: Option<&str>) -> Option<(String, &'static str)> {
     if !fits(col, cell.ty) {
         let reason = format!(
-            "a {:?} value does not fit the column's type {}",
-            cell.ty,
+            "{} does not fit the column's type {}",
+            cell.ty.noun(),
             col.sql()
         );
         return Some(match unwidened {

@@ -24,6 +24,17 @@ pub enum ColType {
 }
 
 impl ColType {
+    /// A value of this type, in words (for discard reasons).
+    pub fn noun(self) -> &'static str {
+        match self {
+            ColType::Timestamp => "a date-time",
+            ColType::Integer => "an integer",
+            ColType::Float => "a decimal",
+            ColType::Boolean => "a boolean",
+            ColType::Text => "a string",
+        }
+    }
+
     pub fn sql(self) -> &'static str {
         match self {
             ColType::Timestamp => "timestamptz",

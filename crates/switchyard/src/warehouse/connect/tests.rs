@@ -67,8 +67,26 @@ fn targets_carry_the_mode_and_the_ca() {
         Some(Path::new("/y.pem")),
     );
     assert!(matches!(two, Err(ConnectError::TwoCaFiles)));
-    let unknown = Target::parse("postgres://db/a?sslcert=/c.pem", None).unwrap_err();
-    assert!(matches!(unknown, ConnectError::Url(_)), "{unknown}");
+    // Unsupported TLS parameters are refused by name (found by an outside check: they were
+    // "invalid connection string").
+    for url in [
+        "postgres://db/a?sslmode=require&sslcert=/c.pem",
+        "host=db sslcrl=/x",
+    ] {
+        let unsupported = Target::parse(url, None).unwrap_err().to_string();
+        assert!(unsupported.contains("is not supported"), "{unsupported}");
+        assert!(unsupported.starts_with("sslc"), "{unsupported}");
+    }
+    let twice = Target::parse("postgres://db/a?sslmode=require&sslmode=disable", None);
+    assert!(matches!(twice, Err(ConnectError::Repeated("sslmode"))));
+    let same = Target::parse("postgres://db/a?sslmode=require&sslmode=require", None).unwrap();
+    assert_eq!(same.mode, SslMode::Require);
+    // libpq 16's sslrootcert=system: the system's roots.
+    let system = Target::parse(
+        "postgres://db/a?sslmode=verify-full&sslrootcert=system",
+        None,
+    );
+    assert_eq!(system.unwrap().ca_file, None);
 }
 
 #[test]
