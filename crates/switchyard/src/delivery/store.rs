@@ -73,6 +73,25 @@ pub struct Member {
 }
 
 impl Pending {
+    /// The delivery part of a reference dead letter (`backlog_overflow`, `log_damage`): what
+    /// is known of the logged event, no request, no attempt.
+    pub fn reference(seq: u64, source: &str, message_id: &str, received_ms: i64) -> Pending {
+        Pending {
+            id: 0,
+            seq,
+            source: source.to_owned(),
+            message_id: message_id.to_owned(),
+            mapping: String::new(),
+            received_ms,
+            request: Request::default(),
+            attempts: 0,
+            next_at_ms: 0,
+            last_status: None,
+            last_error: None,
+            members: Vec::new(),
+        }
+    }
+
     /// Whether this delivery carries `message_id` (itself, or as a batch member).
     pub fn carries(&self, message_id: &str) -> bool {
         self.message_id == message_id || self.members.iter().any(|m| m.message_id == message_id)

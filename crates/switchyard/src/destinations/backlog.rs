@@ -350,20 +350,7 @@ fn wanted(dest: &DestinationConfig, e: &Entry) -> bool {
 
 fn reference(seq: u64, e: &Entry, now: i64, detail: String) -> DeadLetter {
     DeadLetter {
-        delivery: Pending {
-            id: 0,
-            seq,
-            source: e.source.to_string(),
-            message_id: e.message_id.clone(),
-            mapping: String::new(),
-            received_ms: e.received_ms,
-            request: Default::default(),
-            attempts: 0,
-            next_at_ms: 0,
-            last_status: None,
-            last_error: None,
-            members: Vec::new(),
-        },
+        delivery: Pending::reference(seq, &e.source, &e.message_id, e.received_ms),
         reason: BACKLOG_OVERFLOW.to_owned(),
         dead_at_ms: now,
         detail: Some(detail),

@@ -54,6 +54,17 @@ async fn wait_replayed(app: &TestApp, dest: &str, n: u64) {
     }
 }
 
+/// `POST /api/v1/destinations/{dest}/replay` from the log since `since`; must start.
+async fn start_replay(app: &TestApp, dest: &str, since: &str) {
+    let url = format!("{}/api/v1/destinations/{dest}/replay", app.url);
+    let body = json!({"from_log": true, "since": since}).to_string();
+    let r = client::call(Method::POST, &url, None, Some(body.into_bytes()))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&r.body);
+    assert_eq!(r.status, StatusCode::OK, "{text}");
+}
+
 fn lines(dir: &std::path::Path) -> Vec<String> {
     let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default();
     text.lines()
@@ -84,37 +95,11 @@ async fn file_and_postgres_destinations_replay_from_the_log() {
     assert_eq!(lines(dir.path()).len(), 30);
 
     // A window in the future holds nothing; the replay still finishes.
-    let url = format!("{}/api/v1/destinations/archive/replay", app.url);
-    let future = json!({"from_log": true, "since": "2999-01-01T00:00:00Z"});
-    let r = client::call(
-        Method::POST,
-        &url,
-        None,
-        Some(future.to_string().into_bytes()),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    start_replay(&app, "archive", "2999-01-01T00:00:00Z").await;
     wait_replayed(&app, "archive", 0).await;
     assert_eq!(lines(dir.path()).len(), 30);
 
-    let body = json!({"from_log": true, "since": "1h"})
-        .to_string()
-        .into_bytes();
-    let r = client::call(Method::POST, &url, None, Some(body))
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    start_replay(&app, "archive", "1h").await;
     wait_replayed(&app, "archive", 30).await;
     let mut got = lines(dir.path());
     got.sort();

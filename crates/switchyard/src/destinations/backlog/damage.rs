@@ -54,20 +54,7 @@ impl Backlog {
 
 fn reference(loss: &Loss, now: i64) -> DeadLetter {
     DeadLetter {
-        delivery: Pending {
-            id: 0,
-            seq: loss.first_seq,
-            source: String::new(),
-            message_id: String::new(),
-            mapping: String::new(),
-            received_ms: 0,
-            request: Default::default(),
-            attempts: 0,
-            next_at_ms: 0,
-            last_status: None,
-            last_error: None,
-            members: Vec::new(),
-        },
+        delivery: Pending::reference(loss.first_seq, "", "", 0),
         reason: LOG_DAMAGE.to_owned(),
         dead_at_ms: now,
         detail: Some(format!(
