@@ -3,11 +3,14 @@
 //! a file and to a webhook receiver, sampled every 5 s from `/proc`. Over the second half of
 //! the run — after the dedupe window (1 min here, so its steady state is reached within the
 //! run) and the other bounded caches have filled — open file descriptors must be flat, RSS
-//! must stay under the ceiling its bounds allow (its slope is reported), and once the load
-//! stops the idle server must use at most 1% of a core.
+//! must stay under the ceiling its bounds allow and must not grow from the third quarter of
+//! the run to the last (by more than `GROWTH_MIB`), and once the load stops the idle server
+//! must use at most 1% of a core.
 //!
-//! It prints `soak: <secs> s at <rate> events/s, <n> acked, RSS <first>→<last> MiB (slope
-//! <s> MiB/h over the second half), fds <min>–<max> (slope <f>/h), idle CPU <c>%`.
+//! It prints the RSS at the first and last sample and its peak; over the second half, the
+//! fitted slopes of RSS and of its anonymous part (a slope over the 90 s of a CI run is mostly
+//! noise: read it over a dedicated run) and the quarter-to-quarter growth; descriptors; and
+//! the idle CPU. Then the RSS/anonymous series every 30 s.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,6 +72,96 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     if den == 0.0 { 0.0 } else { num / den }
 }
 
+fn mib(kib: f64) -> f64 {
+    kib / 1024.0
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = xs.fold((0.0, 0.0), |(s, n), x| (s + x, n + 1.0));
+    if n == 0.0 { 0.0 } else { sum / n }
+}
+
+/// How much the last quarter's mean RSS may exceed the third quarter's. jemalloc returns
+/// freed pages in bursts, so RSS swings by ±10 MiB around a flat level: in the 30-minute run
+/// the means of two adjacent 45 s windows (the quarters of a CI run) differed by up to
+/// 11.5 MiB. Twice that, so CI does not flake; a dedicated run's quarters are far steadier.
+const GROWTH_MIB: f64 = 24.0;
+
+/// What the samples say about memory and descriptors.
+struct Memory {
+    first_mib: f64,
+    last_mib: f64,
+    peak_mib: f64,
+    /// Samples in the second half, over which the slopes are fitted.
+    half_n: usize,
+    rss_slope_mib_h: f64,
+    anon_slope_mib_h: f64,
+    /// Mean RSS of the last quarter of the run minus that of the third quarter.
+    growth_mib: f64,
+    fd_min: f64,
+    fd_max: f64,
+    fd_slope_h: f64,
+}
+
+impl Memory {
+    fn of(samples: &[Sample], secs: f64) -> Memory {
+        let half: Vec<&Sample> = samples.iter().filter(|s| s.at_s >= secs / 2.0).collect();
+        let fit = |f: fn(&Sample) -> f64| {
+            slope(&half.iter().map(|s| (s.at_s, f(s))).collect::<Vec<_>>()) * 3600.0
+        };
+        let quarter = |from: f64, to: f64| {
+            mean(
+                samples
+                    .iter()
+                    .filter(|s| s.at_s >= secs * from && s.at_s < secs * to)
+                    .map(|s| mib(s.rss_kib)),
+            )
+        };
+        Memory {
+            first_mib: samples.first().map_or(0.0, |s| mib(s.rss_kib)),
+            last_mib: samples.last().map_or(0.0, |s| mib(s.rss_kib)),
+            peak_mib: mib(samples.iter().map(|s| s.rss_kib).fold(0.0, f64::max)),
+            half_n: half.len(),
+            rss_slope_mib_h: fit(|s| mib(s.rss_kib)),
+            anon_slope_mib_h: fit(|s| mib(s.anon_kib)),
+            growth_mib: quarter(0.75, 1.01) - quarter(0.5, 0.75),
+            fd_min: half.iter().map(|s| s.fds).fold(f64::MAX, f64::min),
+            fd_max: half.iter().map(|s| s.fds).fold(0.0, f64::max),
+            fd_slope_h: fit(|s| s.fds),
+        }
+    }
+
+    /// Prints the summary line and the RSS/anonymous series every 30 s.
+    fn print(&self, secs: u64, acked: u64, idle_cpu: f64, samples: &[Sample]) {
+        eprintln!(
+            "soak: {secs} s at {RATE} events/s, {acked} acked, RSS {:.1}→{:.1} MiB, peak {:.1} MiB; second half ({} samples): RSS slope {:.1} MiB/h, anonymous slope {:.1} MiB/h, last quarter − third quarter {:+.1} MiB; fds {}–{} (slope {:.1}/h), idle CPU {idle_cpu:.2}%",
+            self.first_mib,
+            self.last_mib,
+            self.peak_mib,
+            self.half_n,
+            self.rss_slope_mib_h,
+            self.anon_slope_mib_h,
+            self.growth_mib,
+            self.fd_min,
+            self.fd_max,
+            self.fd_slope_h,
+        );
+        let series: Vec<String> = samples
+            .iter()
+            .step_by(6)
+            .map(|s| {
+                format!(
+                    "{:.0}s {:.1}/{:.1}",
+                    s.at_s,
+                    mib(s.rss_kib),
+                    mib(s.anon_kib)
+                )
+            })
+            .collect();
+        eprintln!("soak RSS/anonymous MiB every 30 s: {}", series.join(", "));
+    }
+}
+
 /// CPU time (user + system) of the process in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -93,6 +186,35 @@ async fn counting_receiver() -> (u16, Arc<AtomicU64>) {
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     (port, count)
+}
+
+/// Sends the load for `secs` seconds, sampling the server every 5 s; returns the events acked
+/// and the samples.
+async fn drive(url: &str, pid: u32, secs: u64) -> (u64, Vec<Sample>) {
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let mut next_sample = Instant::now();
+    let (mut acked, mut n) = (0u64, 0u64);
+    let (auth, batch_url) = (basic(KEY), format!("{url}/v1/batch"));
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    while started.elapsed() < Duration::from_secs(secs) {
+        tick.tick().await;
+        let events: Vec<_> = (0..RATE / 50)
+            .map(|i| json!({"type": "track", "event": "Soak", "userId": format!("u{}", i % 100), "messageId": format!("soak-{n}-{i}"), "properties": {"n": n, "pad": "x".repeat(200)}}))
+            .collect();
+        n += 1;
+        let body = serde_json::to_vec(&json!({ "batch": events })).unwrap();
+        if let Ok(r) = client::call(Method::POST, &batch_url, Some(&auth), Some(body)).await
+            && r.status == StatusCode::OK
+        {
+            acked += RATE / 50;
+        }
+        if Instant::now() >= next_sample {
+            samples.push(sample(pid, started));
+            next_sample += Duration::from_secs(5);
+        }
+    }
+    (acked, samples)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,30 +244,7 @@ destinations:
     wait_ready(&server.url).await;
     let pid = server.child.id();
 
-    let started = Instant::now();
-    let mut samples = Vec::new();
-    let mut next_sample = Instant::now();
-    let (mut acked, mut n) = (0u64, 0u64);
-    let auth = basic(KEY);
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    while started.elapsed() < Duration::from_secs(secs) {
-        tick.tick().await;
-        let events: Vec<_> = (0..RATE / 50)
-            .map(|i| json!({"type": "track", "event": "Soak", "userId": format!("u{}", i % 100), "messageId": format!("soak-{n}-{i}"), "properties": {"n": n, "pad": "x".repeat(200)}}))
-            .collect();
-        n += 1;
-        let body = serde_json::to_vec(&json!({ "batch": events })).unwrap();
-        let url = format!("{}/v1/batch", server.url);
-        if let Ok(r) = client::call(Method::POST, &url, Some(&auth), Some(body)).await
-            && r.status == StatusCode::OK
-        {
-            acked += RATE / 50;
-        }
-        if Instant::now() >= next_sample {
-            samples.push(sample(pid, started));
-            next_sample += Duration::from_secs(5);
-        }
-    }
+    let (acked, samples) = drive(&server.url, pid, secs).await;
     wait_drained(&server.url).await;
 
     // Idle: give housekeeping a moment, then measure 10 s of CPU.
@@ -157,50 +256,26 @@ destinations:
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 
-    let half: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.at_s >= secs as f64 / 2.0)
-        .collect();
-    let rss_slope_mib_h = slope(
-        &half
-            .iter()
-            .map(|s| (s.at_s, s.rss_kib / 1024.0))
-            .collect::<Vec<_>>(),
-    ) * 3600.0;
-    let fd_slope_h = slope(&half.iter().map(|s| (s.at_s, s.fds)).collect::<Vec<_>>()) * 3600.0;
-    let (first, last) = (samples.first().unwrap(), samples.last().unwrap());
-    let fd_min = half.iter().map(|s| s.fds).fold(f64::MAX, f64::min);
-    let fd_max = half.iter().map(|s| s.fds).fold(0.0, f64::max);
-    eprintln!(
-        "soak: {secs} s at {RATE} events/s, {acked} acked, RSS {:.1}→{:.1} MiB (slope {rss_slope_mib_h:.1} MiB/h over the second half), fds {fd_min}–{fd_max} (slope {fd_slope_h:.1}/h), idle CPU {idle_cpu:.2}%",
-        first.rss_kib / 1024.0,
-        last.rss_kib / 1024.0
-    );
-    let series: Vec<String> = samples
-        .iter()
-        .step_by(6)
-        .map(|s| {
-            format!(
-                "{:.0}s {:.1}/{:.1}",
-                s.at_s,
-                s.rss_kib / 1024.0,
-                s.anon_kib / 1024.0
-            )
-        })
-        .collect();
-    eprintln!("soak RSS/anonymous MiB every 30 s: {}", series.join(", "));
+    let m = Memory::of(&samples, secs as f64);
+    m.print(secs, acked, idle_cpu, &samples);
     assert!(acked >= RATE * secs / 2, "the load ran: {acked} acked");
     let delivered = received.load(Ordering::Relaxed);
     assert!(delivered >= acked, "the webhook got {delivered} of {acked}");
-    // Descriptors must be flat. RSS rises in steps while the bounded caches fill (three redb
-    // page caches of 16 MiB, the delivery log's write buffer, allocator arenas) — a slope over
-    // minutes is dominated by that fill (RELIABILITY.md has the 30-minute series) — so what is
-    // asserted is the ceiling those bounds allow, with the slope reported above.
-    let peak_mib = samples.iter().map(|s| s.rss_kib).fold(0.0, f64::max) / 1024.0;
-    assert!(peak_mib <= 160.0, "RSS peaked at {peak_mib:.1} MiB");
+    // The live heap is ~10 MiB and flat (heaptrack, RELIABILITY.md); RSS is that, the
+    // allocator's not yet returned pages and ~28 MiB of file pages. The ceiling is what the
+    // bounds allow; the growth bound holds RSS from climbing once warm (a slope over the
+    // 90 s of a CI run is mostly noise, so it is reported, not asserted).
+    assert!(m.peak_mib <= 160.0, "RSS peaked at {:.1} MiB", m.peak_mib);
     assert!(
-        fd_max - fd_min <= 16.0,
-        "descriptors vary {fd_min}–{fd_max}"
+        m.growth_mib <= GROWTH_MIB,
+        "RSS grew {:.1} MiB from the third quarter to the last",
+        m.growth_mib
+    );
+    assert!(
+        m.fd_max - m.fd_min <= 16.0,
+        "descriptors vary {}–{}",
+        m.fd_min,
+        m.fd_max
     );
     assert!(idle_cpu <= 1.0, "idle CPU {idle_cpu:.2}%");
 }
