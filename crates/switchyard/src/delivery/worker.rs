@@ -248,6 +248,8 @@ impl WebhookWorker {
             }
             Err(error) => {
                 tracing::error!(destination = %self.dest.id, %error, "Reading the log failed");
+                let labels = crate::telemetry::metrics::destination(&self.dest.id);
+                self.metrics.log_read_errors.get_or_create(&labels).inc();
                 // Read again from where the window stands: the reader may have moved past
                 // records it has not handed over.
                 let read = &st.window.read;

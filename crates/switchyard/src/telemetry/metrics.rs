@@ -29,6 +29,8 @@ pub struct Metrics {
     pub delivered: Family<Labels, Counter>,
     pub retries: Family<Labels, Counter>,
     pub dead_letters: Family<Labels, Counter>,
+    /// Failed reads of the log by a destination (each retried with backoff).
+    pub log_read_errors: Family<Labels, Counter>,
     pub log_bytes: Gauge,
     pub function_runs: Family<Labels, Counter>,
     pub warehouse_discards: Family<Labels, Counter>,
@@ -62,6 +64,7 @@ impl Metrics {
             delivered: Family::default(),
             retries: Family::default(),
             dead_letters: Family::default(),
+            log_read_errors: Family::default(),
             log_bytes: Gauge::default(),
             function_runs: Family::default(),
             warehouse_discards: Family::default(),
@@ -154,6 +157,11 @@ impl Metrics {
             "dead_letters",
             "Deliveries moved to the dead-letter queue, by destination",
             m.dead_letters.clone(),
+        );
+        registry.register(
+            "destination_log_read_errors",
+            "Failed reads of the log by a destination's reader, each retried with backoff and shown in inspect's last_error, by destination",
+            m.log_read_errors.clone(),
         );
         registry.register(
             "function_runs",

@@ -100,24 +100,33 @@ impl WarehouseWorker {
                 status.set(&state);
                 prefetched = None;
             }
-            let batch = match prefetched.take() {
-                Some(h) => match h.await {
-                    Ok(Ok(b)) => b,
-                    _ => continue,
-                },
+            let read = match prefetched.take() {
+                Some(h) => h.await,
                 None => {
                     if replay.is_none() && !self.wait_for_batch(&state, &status, &cancel).await {
                         break;
                     }
                     let end = self.committed.borrow().end;
-                    match self.spawn_read(&cache, state.clone(), end).await {
-                        Ok(Ok(b)) => b,
-                        Ok(Err(e)) => {
-                            tracing::error!(destination = %self.dest.id, error = %e, "reading the log failed");
-                            break;
-                        }
-                        Err(_) => break,
+                    self.spawn_read(&cache, state.clone(), end).await
+                }
+            };
+            // A failed read is retried with backoff, never a silent stop.
+            let batch = match read
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    let msg = format!("reading the log failed; retrying in {backoff:?}: {e}");
+                    tracing::error!(destination = %self.dest.id, "{msg}");
+                    status.set_error(Some(msg));
+                    let labels = metrics::destination(&self.dest.id);
+                    self.metrics.log_read_errors.get_or_create(&labels).inc();
+                    if !self.pause(backoff, &mut state, &status, &cancel).await {
+                        break;
                     }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
                 }
             };
             // While a backlog of full batches waits, read the next one as this one loads.

@@ -593,6 +593,7 @@ async fn segment_set_objects_are_upserted_into_their_collection() {
 }
 
 mod faults;
+mod read_errors;
 mod standard;
 mod tls;
 mod types;
