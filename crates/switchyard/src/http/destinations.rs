@@ -260,45 +260,24 @@ pub async fn replay_from_log(
         .destinations
         .iter()
         .find(|d| d.id == id)
+        .cloned()
         .ok_or_else(|| ApiError::not_found("no such destination"))?;
-    let file = crate::delivery::replay::ReplayFile::new(&state.config.server.data_dir, &id);
-    if status.replaying.load(std::sync::atomic::Ordering::Acquire)
-        || file.load().ok().flatten().is_some()
-    {
-        return Err(ApiError::conflict(
-            "replay_running",
-            "a replay from the log is already running for this destination",
-        ));
-    }
-    let first = crate::log::segment::list_segments(state.log.dir())
-        .map_err(|e| ApiError::internal("log_failed", e))?
-        .first()
-        .copied()
-        .unwrap_or(0);
-    // The durable cursor: what the live destination resumes from.
-    let saved = crate::cursor::CursorFile::new(&state.config.server.data_dir, &id)
-        .load()
-        .ok()
-        .flatten()
-        .map(|c| c.next_seq);
-    let until_seq = saved.unwrap_or(0).max(status.next_seq());
-    let run = crate::delivery::replay::ReplayState {
-        position: crate::log::segment::Position {
-            segment: first,
-            offset: 0,
-        },
-        until_seq,
-        since_ms,
-        replayed: 0,
+    let (data_dir, log_dir) = (
+        state.config.server.data_dir.clone(),
+        state.log.dir().to_owned(),
+    );
+    let started = tokio::task::spawn_blocking(move || {
+        crate::destinations::replay::start(&data_dir, &log_dir, &status, since_ms)
+    })
+    .await
+    .map_err(|e| ApiError::internal("replay_failed", e))?;
+    let until_seq = match started {
+        Ok(run) => run.until_seq,
+        Err(e @ crate::destinations::replay::StartError::Running) => {
+            return Err(ApiError::conflict("replay_running", e.to_string()));
+        }
+        Err(e) => return Err(ApiError::internal("replay_failed", e)),
     };
-    tokio::task::spawn_blocking(move || file.save(&run))
-        .await
-        .map_err(|e| ApiError::internal("replay_failed", e))?
-        .map_err(|e| ApiError::internal("replay_failed", e))?;
-    status
-        .replaying
-        .store(true, std::sync::atomic::Ordering::Release);
-    status.wake.notify_one();
     Ok(Json(
         json!({"started": true, "until_seq": until_seq, "since": time(since_ms)}),
     ))
