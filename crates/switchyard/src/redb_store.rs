@@ -31,6 +31,37 @@ pub enum DbError {
     Reopening,
 }
 
+/// What an operation on one of the stores (`deliveries.redb`, `profiles.redb`,
+/// `webhooks.redb`) fails with: redb's error, with its source kept, or a stored row that does
+/// not read.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Redb(#[from] redb::Error),
+    #[error(transparent)]
+    Transaction(#[from] TransactionError),
+    #[error(transparent)]
+    Table(#[from] redb::TableError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Commit(#[from] redb::CommitError),
+    #[error(transparent)]
+    Durability(#[from] redb::SetDurabilityError),
+    /// The profile store reads the log as it applies it.
+    #[error("reading the log: {0}")]
+    Log(#[from] std::io::Error),
+    #[error("a stored row does not read: {0}")]
+    Row(#[from] serde_json::Error),
+}
+
+/// `.map_err(store_err)`: any of the errors above as a `StoreError`.
+pub fn store_err(err: impl Into<StoreError>) -> StoreError {
+    err.into()
+}
+
 /// redb's page cache defaults to 1 GiB per database, which would let the delivery log's
 /// churn grow the server's memory with traffic. Every store gets this much instead; what does
 /// not fit is read from the file (and the OS page cache).

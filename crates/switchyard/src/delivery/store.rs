@@ -8,7 +8,6 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 
 use crate::redb_store::Db;
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 const RETRIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("retries");
 const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
@@ -18,13 +17,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Attempts kept per destination in the delivery log.
 pub const MAX_ATTEMPTS: u64 = 10_000;
 
-#[derive(Debug, Error)]
-#[error("delivery store: {0}")]
-pub struct StoreError(String);
-
-fn e(err: impl std::fmt::Display) -> StoreError {
-    StoreError(err.to_string())
-}
+pub use crate::redb_store::StoreError;
+use crate::redb_store::store_err as e;
 
 /// A built HTTP request, kept so that every retry sends the same bytes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

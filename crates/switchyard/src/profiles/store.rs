@@ -9,7 +9,6 @@ use redb::{
     Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
 use serde_json::Value;
-use thiserror::Error;
 
 use super::event::ProfileEvent;
 use super::model::Profile;
@@ -29,13 +28,8 @@ pub const MAX_PROFILES: u64 = 5_000_000;
 /// Longest trait value indexed for lookups.
 const MAX_INDEXED: usize = 256;
 
-#[derive(Debug, Error)]
-#[error("profile store: {0}")]
-pub struct StoreError(String);
-
-pub(super) fn e(err: impl std::fmt::Display) -> StoreError {
-    StoreError(err.to_string())
-}
+pub use crate::redb_store::StoreError;
+pub(super) use crate::redb_store::store_err as e;
 
 pub struct ProfileStore {
     db: Db,

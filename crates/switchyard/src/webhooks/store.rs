@@ -7,7 +7,6 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefi
 use serde::{Deserialize, Serialize};
 
 use crate::redb_store::Db;
-use thiserror::Error;
 
 /// Idempotency key hash → expiry (unix ms).
 const KEYS: TableDefinition<&[u8], i64> = TableDefinition::new("idempotency");
@@ -20,13 +19,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Function dead letters kept per source (the oldest go first).
 pub const MAX_DEAD_PER_SOURCE: usize = 10_000;
 
-#[derive(Debug, Error)]
-#[error("webhook store: {0}")]
-pub struct StoreError(String);
-
-fn e(err: impl std::fmt::Display) -> StoreError {
-    StoreError(err.to_string())
-}
+pub use crate::redb_store::StoreError;
+use crate::redb_store::store_err as e;
 
 /// Removes a stored retry and its due entry, if there is one.
 fn unschedule(txn: &redb::WriteTransaction, id: u64) -> Result<(), StoreError> {
