@@ -55,6 +55,31 @@ pub enum StoreError {
     Log(#[from] std::io::Error),
     #[error("a stored row does not read: {0}")]
     Row(#[from] serde_json::Error),
+    #[error(
+        "a stored row has format {0:?}, which this version does not read (a newer Switchyard wrote it?)"
+    )]
+    Format(Option<u8>),
+}
+
+/// The format of the rows the stores write: JSON behind this one-byte version, so a later
+/// change can tell its rows from older ones. A row that starts with `{` or `"` was written
+/// before rows carried a version (format 0: the same JSON, no prefix).
+pub const ROW_FORMAT: u8 = 1;
+
+/// A row as stored: [`ROW_FORMAT`], then the value as JSON.
+pub fn encode_row<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![ROW_FORMAT];
+    serde_json::to_writer(&mut out, value)?;
+    Ok(out)
+}
+
+/// A stored row of any format this version reads (0 or 1).
+pub fn decode_row<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    match bytes.first() {
+        Some(&ROW_FORMAT) => Ok(serde_json::from_slice(&bytes[1..])?),
+        Some(b'{' | b'"' | b'[') => Ok(serde_json::from_slice(bytes)?),
+        other => Err(StoreError::Format(other.copied())),
+    }
 }
 
 /// `.map_err(store_err)`: any of the errors above as a `StoreError`.

@@ -19,6 +19,7 @@ pub const MAX_ATTEMPTS: u64 = 10_000;
 
 pub use crate::redb_store::StoreError;
 use crate::redb_store::store_err as e;
+use crate::redb_store::{decode_row, encode_row};
 
 /// A built HTTP request, kept so that every retry sends the same bytes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -195,7 +196,7 @@ impl DeliveryStore {
             if p.id == 0 {
                 p.id = Self::next_id(&mut txn.open_table(META).map_err(e)?, "delivery")?;
             }
-            let bytes = serde_json::to_vec(p).map_err(e)?;
+            let bytes = encode_row(p)?;
             txn.open_table(RETRIES)
                 .map_err(e)?
                 .insert((dest, p.id), bytes.as_slice())
@@ -228,7 +229,7 @@ impl DeliveryStore {
                 .map_err(e)?
                 .remove((dest, dl.delivery.id))
                 .map_err(e)?;
-            let bytes = serde_json::to_vec(&dl).map_err(e)?;
+            let bytes = encode_row(&dl)?;
             txn.open_table(DEAD)
                 .map_err(e)?
                 .insert((dest, dl.delivery.id), bytes.as_slice())
@@ -255,7 +256,7 @@ impl DeliveryStore {
             let mut dead = txn.open_table(DEAD).map_err(e)?;
             for mut dl in refs {
                 dl.delivery.id = Self::next_id(&mut meta, "delivery")?;
-                let bytes = serde_json::to_vec(&dl).map_err(e)?;
+                let bytes = encode_row(&dl)?;
                 dead.insert((dest, dl.delivery.id), bytes.as_slice())
                     .map_err(e)?;
             }
@@ -307,7 +308,7 @@ impl DeliveryStore {
                 .map_err(e)?
                 .filter_map(|r| {
                     r.ok()
-                        .and_then(|(_, v)| serde_json::from_slice::<DeadLetter>(v.value()).ok())
+                        .and_then(|(_, v)| decode_row::<DeadLetter>(v.value()).ok())
                 })
                 .filter(|d| pick(d))
                 .collect();
@@ -321,7 +322,7 @@ impl DeliveryStore {
                 p.next_at_ms = now_ms;
                 p.attempts = 0;
                 retries
-                    .insert((dest, p.id), serde_json::to_vec(&p).map_err(e)?.as_slice())
+                    .insert((dest, p.id), encode_row(&p)?.as_slice())
                     .map_err(e)?;
                 moved.push(p);
             }
@@ -335,7 +336,7 @@ impl DeliveryStore {
         let txn = self.db.begin_read().map_err(e)?;
         let t = txn.open_table(DEAD).map_err(e)?;
         match t.get((dest, id)).map_err(e)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(e)?)),
+            Some(v) => Ok(Some(decode_row(v.value())?)),
             None => Ok(None),
         }
     }
@@ -353,7 +354,7 @@ impl DeliveryStore {
             for a in attempts.iter_mut() {
                 a.id = next;
                 next += 1;
-                log.insert((dest, a.id), serde_json::to_vec(a).map_err(e)?.as_slice())
+                log.insert((dest, a.id), encode_row(a)?.as_slice())
                     .map_err(e)?;
             }
             meta.insert(key.as_str(), next).map_err(e)?;
@@ -393,7 +394,7 @@ impl DeliveryStore {
             .collect();
         // The dead-letter queue can hold many `backlog_overflow` references: only rows whose
         // bytes hold the id are parsed.
-        let needle = serde_json::to_vec(message_id).map_err(e)?;
+        let needle = serde_json::to_vec(message_id)?;
         let dead = {
             let txn = self.db.begin_read().map_err(e)?;
             let t = txn.open_table(DEAD).map_err(e)?;
@@ -404,7 +405,7 @@ impl DeliveryStore {
                 if !bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
                     continue;
                 }
-                let d: DeadLetter = serde_json::from_slice(bytes).map_err(e)?;
+                let d: DeadLetter = decode_row(bytes)?;
                 if d.delivery.message_id == message_id {
                     out.push(d);
                 }
@@ -441,7 +442,7 @@ impl DeliveryStore {
         let mut out = Vec::new();
         for row in iter.take(limit) {
             let (_, v) = row.map_err(e)?;
-            out.push(serde_json::from_slice(v.value()).map_err(e)?);
+            out.push(decode_row(v.value())?);
         }
         Ok(out)
     }

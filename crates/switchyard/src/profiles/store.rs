@@ -30,6 +30,7 @@ const MAX_INDEXED: usize = 256;
 
 pub use crate::redb_store::StoreError;
 pub(super) use crate::redb_store::store_err as e;
+use crate::redb_store::{decode_row, encode_row};
 
 pub struct ProfileStore {
     db: Db,
@@ -100,7 +101,7 @@ impl ProfileStore {
             if let Some(key) = links.get(link.as_str()).map_err(e)?
                 && let Some(bytes) = profiles.get(key.value()).map_err(e)?
             {
-                return serde_json::from_slice(bytes.value()).map(Some).map_err(e);
+                return decode_row(bytes.value()).map(Some);
             }
         }
         Ok(None)
@@ -124,7 +125,7 @@ impl ProfileStore {
                 break;
             };
             if let Some(bytes) = profiles.get(key.as_str()).map_err(e)? {
-                out.push(serde_json::from_slice(bytes.value()).map_err(e)?);
+                out.push(decode_row(bytes.value())?);
             }
             if out.len() == limit {
                 break;
@@ -148,8 +149,7 @@ impl ProfileStore {
         let txn = self.db.begin_read().map_err(e)?;
         let meta = txn.open_table(META).map_err(e)?;
         let v = meta.get("cursor").map_err(e)?;
-        v.map(|b| serde_json::from_slice(b.value()).map_err(e))
-            .transpose()
+        v.map(|b| decode_row(b.value())).transpose()
     }
 
     /// Applies the events of one step, taken one at a time from `feed` (so a step holds one
@@ -174,7 +174,7 @@ impl ProfileStore {
             }
             evict(&mut t, self.max_profiles)?;
             let next = feed.cursor();
-            let bytes = serde_json::to_vec(&next).map_err(e)?;
+            let bytes = encode_row(&next)?;
             txn.open_table(META)
                 .map_err(e)?
                 .insert("cursor", bytes.as_slice())
@@ -248,7 +248,7 @@ impl<'t> Tables<'t> {
     fn read(&self, key: &str) -> Result<Option<Entry>, StoreError> {
         let v = self.profiles.get(key).map_err(e)?;
         let Some(bytes) = v else { return Ok(None) };
-        let p: Profile = serde_json::from_slice(bytes.value()).map_err(e)?;
+        let p: Profile = decode_row(bytes.value())?;
         let stored = index_entries(&p);
         Ok(Some(Entry {
             profile: Some(p),
@@ -304,7 +304,7 @@ impl<'t> Tables<'t> {
         }
         match entry.profile {
             Some(p) => {
-                let bytes = serde_json::to_vec(&p).map_err(e)?;
+                let bytes = encode_row(&p)?;
                 self.profiles.insert(key, bytes.as_slice()).map_err(e)?;
             }
             None => {

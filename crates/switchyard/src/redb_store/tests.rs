@@ -142,3 +142,21 @@ fn a_store_works_again_after_the_disk_was_full() {
     fill(&db, 100);
     assert!(read_all(&db).unwrap() >= 100);
 }
+
+#[test]
+fn rows_carry_their_format_and_older_rows_still_read() {
+    use super::{ROW_FORMAT, StoreError, decode_row, encode_row};
+    let row = encode_row(&serde_json::json!({"a": 1})).unwrap();
+    assert_eq!(row[0], ROW_FORMAT);
+    let back: serde_json::Value = decode_row(&row).unwrap();
+    assert_eq!(back, serde_json::json!({"a": 1}));
+    // Format 0: bare JSON, as written before rows had a version.
+    let old: serde_json::Value = decode_row(br#"{"a":2}"#).unwrap();
+    assert_eq!(old["a"], 2);
+    let newer = decode_row::<serde_json::Value>(&[2, b'{', b'}']).unwrap_err();
+    assert!(matches!(newer, StoreError::Format(Some(2))), "{newer}");
+    assert!(matches!(
+        decode_row::<serde_json::Value>(&[]),
+        Err(StoreError::Format(None))
+    ));
+}

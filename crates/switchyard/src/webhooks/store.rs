@@ -21,13 +21,14 @@ pub const MAX_DEAD_PER_SOURCE: usize = 10_000;
 
 pub use crate::redb_store::StoreError;
 use crate::redb_store::store_err as e;
+use crate::redb_store::{decode_row, encode_row};
 
 /// Removes a stored retry and its due entry, if there is one.
 fn unschedule(txn: &redb::WriteTransaction, id: u64) -> Result<(), StoreError> {
     let mut retries = txn.open_table(RETRIES).map_err(e)?;
     let old = retries.remove(id).map_err(e)?;
     let Some(old) = old else { return Ok(()) };
-    let r: StoredRequest = serde_json::from_slice(old.value()).map_err(e)?;
+    let r: StoredRequest = decode_row(old.value())?;
     drop(old);
     txn.open_table(DUE)
         .map_err(e)?
@@ -70,8 +71,9 @@ fn init(db: &Database) -> Result<(), redb::Error> {
         if due.is_empty()? {
             for row in retries.iter()? {
                 let (id, v) = row?;
-                let r: StoredRequest = serde_json::from_slice(v.value())
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                let r: StoredRequest = decode_row(v.value()).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+                })?;
                 due.insert((r.next_ms, id.value()), ())?;
             }
         }
@@ -136,7 +138,7 @@ impl WebhookStore {
                 r.id = id;
             }
             unschedule(&txn, r.id)?;
-            let bytes = serde_json::to_vec(r).map_err(e)?;
+            let bytes = encode_row(r)?;
             txn.open_table(RETRIES)
                 .map_err(e)?
                 .insert(r.id, bytes.as_slice())
@@ -164,7 +166,7 @@ impl WebhookStore {
         for row in due.range(..=(now_ms, u64::MAX)).map_err(e)?.take(limit) {
             let (k, _) = row.map_err(e)?;
             if let Some(v) = retries.get(k.value().1).map_err(e)? {
-                out.push(serde_json::from_slice(v.value()).map_err(e)?);
+                out.push(decode_row(v.value())?);
             }
         }
         Ok(out)
@@ -176,7 +178,7 @@ impl WebhookStore {
         {
             unschedule(&txn, r.id)?;
             let mut dead = txn.open_table(DEAD).map_err(e)?;
-            let bytes = serde_json::to_vec(r).map_err(e)?;
+            let bytes = encode_row(r)?;
             dead.insert((r.source.as_str(), r.id), bytes.as_slice())
                 .map_err(e)?;
             let n = dead
@@ -214,7 +216,7 @@ impl WebhookStore {
             .take(limit)
         {
             let (_, v) = row.map_err(e)?;
-            out.push(serde_json::from_slice(v.value()).map_err(e)?);
+            out.push(decode_row(v.value())?);
         }
         Ok(out)
     }

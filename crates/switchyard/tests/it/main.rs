@@ -28,6 +28,7 @@ mod sdk;
 mod signing;
 mod soak;
 mod sources;
+mod store_format;
 mod stream;
 mod warehouse;
 mod webhook;
