@@ -83,7 +83,7 @@ pub async fn run_with_clock(
     let tasks = destination_tasks(&config, &log, &metrics, &store, &clock, &client)?;
     let destinations = tasks.iter().map(|(_, _, s)| s.clone()).collect();
     let shutdown_timeout = config.server.shutdown_timeout;
-    let webhooks = Webhooks::open(&config, client)?;
+    let webhooks = Webhooks::open(&config, client, clock.now_ms())?;
     let profiles = Arc::new(
         crate::profiles::ProfileStore::open_with_cap(
             &data_dir.join("profiles.redb"),
@@ -264,7 +264,7 @@ async fn housekeeping(state: AppState, cancel: CancellationToken) {
         let s = state.clone();
         let res = tokio::task::spawn_blocking(move || {
             s.admission.refresh_disk();
-            let now = crate::event::now_ms();
+            let now = s.clock.now_ms();
             // Saves new idempotency keys every tick; prunes expired ones once a minute.
             let prune = now / 1000 % 60 == 0;
             s.webhooks.guard.save(&s.webhooks.store, now, prune);

@@ -45,14 +45,16 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
+    /// `now_ms`: the injected clock's time, for which idempotency keys are still live.
     pub fn open(
         config: &Config,
         client: crate::delivery::http::HttpClient,
+        now_ms: i64,
     ) -> anyhow::Result<Webhooks> {
         let store = store::WebhookStore::open(&config.server.data_dir.join("webhooks.redb"))
             .context("cannot open the webhook store")?;
-        let guard = idempotency::Guard::load(&store, crate::event::now_ms())
-            .context("cannot load idempotency keys")?;
+        let guard =
+            idempotency::Guard::load(&store, now_ms).context("cannot load idempotency keys")?;
         let specs: Vec<FunctionSpec> = config
             .sources
             .iter()

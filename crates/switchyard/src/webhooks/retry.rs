@@ -58,7 +58,7 @@ pub(super) fn store_first(
         url: secrets::stored_url(call.src, &req.url),
         received_ms: call.received_ms(),
         attempts: 1,
-        next_ms: crate::event::now_ms() + delay(1, retry).as_millis() as i64,
+        next_ms: call.state.clock.now_ms() + delay(1, retry).as_millis() as i64,
         last_error: secrets::scrub(&message(outcome), &keys),
     };
     if retry.attempts <= 1 {
@@ -109,7 +109,8 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(tick) => {}
         }
-        let (store, now) = (state.webhooks.store.clone(), crate::event::now_ms());
+        // Due by the injected clock, so tests move time instead of waiting for it.
+        let (store, now) = (state.webhooks.store.clone(), state.clock.now_ms());
         let due = match tokio::task::spawn_blocking(move || store.due(now, DUE_PER_TICK)).await {
             Ok(Ok(due)) => due,
             Ok(Err(error)) => {
@@ -178,7 +179,7 @@ async fn rerun(state: &AppState, mut r: StoredRequest) -> Result<(), ApiError> {
         }
         Some(ErrorKind::Retry | ErrorKind::Timeout) if r.attempts < retry.attempts => {
             r.last_error = secrets::scrub(&message(&outcome), &shown_secrets);
-            r.next_ms = crate::event::now_ms() + delay(r.attempts, retry).as_millis() as i64;
+            r.next_ms = state.clock.now_ms() + delay(r.attempts, retry).as_millis() as i64;
             state
                 .webhooks
                 .store

@@ -5,6 +5,7 @@ mod admin;
 mod attacks;
 mod chaos;
 mod cli;
+mod clock_driven;
 mod conn;
 mod corruption;
 mod crash;
