@@ -3,19 +3,29 @@
 //! Layout (ARCHITECTURE.md follows one event through these):
 //! - `cli/`: the `switchyard` subcommands; `main.rs` only calls `cli::main`.
 //! - `config/`: the YAML config compiled into a validated `Config`, every error with its path.
-//! - `app.rs`: wiring and the one shutdown story; `state.rs`: the shared `AppState`.
-//! - `http/`: the router, the error shape, admin auth and admin handlers.
+//! - `app.rs`: wiring and the one shutdown story; `state.rs`: the shared `AppState`;
+//!   `clock.rs`: the injected clock.
+//! - `http/`: the listener (connection limits and timeouts), the router, the error shape,
+//!   admin auth, the admin handlers, the live stream and the OpenAPI document.
 //! - `ingest/`: the Segment HTTP Tracking API: body limits, write-key auth, admission.
-//! - `event/`: normalisation of Segment events (timestamps, envelope merge, IDs).
+//! - `event/`: normalisation of Segment events (timestamps, envelope merge, IDs, the
+//!   readability walk).
 //! - `log/`: the durable embedded log: CRC-framed segments, group commit, readers, retention.
+//! - `dedupe/`: the exact, disk-backed `(source, environment, messageId)` index.
 //! - `functions/`: source functions in embedded QuickJS; `webhooks/`: webhook sources
 //!   (verification, idempotency, function runs and their durable retries).
-//! - `dedupe/`: the exact, disk-backed `(source, environment, messageId)` index.
-//! - `destinations/`: per-destination cursor loops and the `file` sink.
+//! - `fql/`: trigger conditions; `mapping/`: the mapping-kit directives.
+//! - `destinations/`: per-destination status, the `file` runner and sink, backlog caps,
+//!   `log_damage` dead letters and replay from the log for batch runners.
+//! - `delivery/`: the engine for `webhook`, `segment` and `nats` destinations.
+//! - `warehouse/`: the `postgres` destination (Segment's warehouse layout).
+//! - `profiles/`: the profile store; `egress.rs` and `egress/`: the outbound address guard.
 //! - `recent.rs`: the bounded recent-events store; `cursor.rs`: durable cursors;
 //!   `inspect.rs`: the `inspect` report; `telemetry/`: tracing and Prometheus metrics;
 //!   `quarantine.rs`: damaged files moved aside and reported; `redb_store.rs`: opening a
-//!   redb store so that damage or an I/O error never keeps it down.
+//!   redb store so that damage or an I/O error never keeps it down, the stores' one error
+//!   type and their versioned rows; `redact.rs`: secrets out of every answer and log line;
+//!   `signing.rs`: `X-Signature` and Standard Webhooks signatures.
 
 pub mod app;
 pub mod cli;

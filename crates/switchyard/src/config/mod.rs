@@ -1,8 +1,11 @@
-//! Configuration: the YAML file (SPEC §3) compiled into a validated `Config`.
+//! Configuration: the YAML file (`config/switchyard.example.yaml`, README "Configuration")
+//! compiled into a validated `Config`.
 //!
 //! Layout: `raw.rs` (serde structs as written), `vars.rs` (`${ENV}` substitution),
 //! `units.rs` (durations and sizes), `compile.rs` (raw → `Config`, collecting every problem
-//! with its path), `demo.rs` (the workspace `serve` starts without `--config`).
+//! with its path), `server.rs` (the `server:` section), `sources.rs` (`sources:` and
+//! `functions:`), `destinations.rs` (`destinations:`, each type's settings), `demo.rs` (the
+//! workspace `serve` starts without `--config`).
 
 mod compile;
 pub mod demo;
