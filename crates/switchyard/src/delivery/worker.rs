@@ -111,6 +111,9 @@ struct ReplayRun {
     done: bool,
 }
 
+/// How a failed log read shows in the destination's `last_error`.
+const READ_FAILED: &str = "reading the log failed";
+
 /// The retry map's tie-breaker: the store id, or a fresh in-memory one.
 fn retry_key(st: &mut State, job: &Job) -> u64 {
     if job.p.id != 0 {
@@ -156,7 +159,7 @@ impl WebhookWorker {
         let linger = self.cfg.delivery.batch_linger.as_millis() as i64;
         loop {
             self.overflow(&mut st).await;
-            self.fill(&mut st).await;
+            self.fill(&mut st, &status).await;
             for batch in st.batcher.due(self.clock.now_ms(), linger) {
                 st.queue.push_back(Job::live(batch));
             }
@@ -211,8 +214,9 @@ impl WebhookWorker {
         }
     }
 
-    /// Reads more records while the window has room, turning them into jobs.
-    async fn fill(&self, st: &mut State) {
+    /// Reads more records while the window has room, turning them into jobs. A failed read
+    /// is retried at the next turn of the loop, shown in `inspect` and counted meanwhile.
+    async fn fill(&self, st: &mut State, status: &DestinationStatus) {
         let room = self.room(st);
         let end = self.committed.borrow().end;
         if room == 0 || st.window.read.position >= end || !st.queue.is_empty() {
@@ -241,6 +245,12 @@ impl WebhookWorker {
         st.reader = Some(reader);
         match result {
             Ok(records) => {
+                if status
+                    .last_error()
+                    .is_some_and(|e| e.starts_with(READ_FAILED))
+                {
+                    status.set_error(None);
+                }
                 for r in records {
                     self.plan(st, r).await;
                 }
@@ -248,6 +258,7 @@ impl WebhookWorker {
             }
             Err(error) => {
                 tracing::error!(destination = %self.dest.id, %error, "Reading the log failed");
+                status.set_error(Some(format!("{READ_FAILED}; retrying: {error}")));
                 let labels = crate::telemetry::metrics::destination(&self.dest.id);
                 self.metrics.log_read_errors.get_or_create(&labels).inc();
                 // Read again from where the window stands: the reader may have moved past

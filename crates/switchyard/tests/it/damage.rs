@@ -141,3 +141,60 @@ async fn a_damaged_record_is_a_log_damage_dead_letter_at_every_destination() {
     }
     app.stop().await;
 }
+
+/// Issue 12 item 3: a log read that fails outright (a segment replaced by a directory) is
+/// retried by the delivery worker, shown in `inspect` and counted, never a silent stop; once
+/// the segment is back every event is delivered and the error clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_log_read_is_retried_and_shown_by_the_delivery_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let acked = write_events(dir.path(), false, 11).await;
+    let seg = segments(dir.path())[1].clone();
+    let aside = seg.with_extension("aside");
+    std::fs::rename(&seg, &aside).unwrap();
+    std::fs::create_dir(&seg).unwrap();
+    let receiver = Receiver::start().await;
+    let yaml = yaml(dir.path(), &receiver.url, None).replace(
+        "  - { id: archive, type: file, start: earliest, settings: { path: \"",
+        "  - { id: archive, type: file, start: latest, settings: { path: \"",
+    );
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    let hook_error = |report: &Value| -> String {
+        report["destinations"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["id"] == "hook"))
+            .and_then(|d| d["last_error"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, report) = app.get("/api/v1/inspect").await;
+        let (_, metrics) = app.get("/metrics").await;
+        let counted = metrics
+            .as_str()
+            .unwrap_or_default()
+            .contains("switchyard_destination_log_read_errors_total{destination=\"hook\"}");
+        if hook_error(&report).starts_with("reading the log failed") && counted {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never shown: {report}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    std::fs::remove_dir(&seg).unwrap();
+    std::fs::rename(&aside, &seg).unwrap();
+    let got = receiver
+        .wait_for("every event", |r| r.len() >= acked.len())
+        .await;
+    let ids: HashSet<String> = got
+        .iter()
+        .map(|r| r.json()["messageId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, acked.iter().cloned().collect::<HashSet<_>>());
+    let (_, report) = app.get("/api/v1/inspect").await;
+    assert_eq!(hook_error(&report), "", "the error clears: {report}");
+    app.stop().await;
+}
