@@ -123,6 +123,10 @@ impl Runner {
         let labels = metrics::destination(&self.config.id);
         let mut replay = replay::LogReplay::pending(&self.data_dir, &self.config.id, &status, true);
         loop {
+            // A long replay keeps the loop busy: shutdown must not wait for it to finish.
+            if cancel.is_cancelled() {
+                break;
+            }
             let committed = *self.committed.borrow_and_update();
             self.metrics
                 .backlog

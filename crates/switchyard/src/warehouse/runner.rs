@@ -65,6 +65,10 @@ impl WarehouseWorker {
         let mut prefetched: Option<JoinHandle<std::io::Result<Batch>>> = None;
         let mut replay = LogReplay::pending(&self.data_dir, &self.dest.id, &status, true);
         loop {
+            // A replay skips the wait for a batch, where cancellation is seen: check here too.
+            if cancel.is_cancelled() {
+                break;
+            }
             if replay.is_none() {
                 replay = LogReplay::pending(&self.data_dir, &self.dest.id, &status, false);
             }
