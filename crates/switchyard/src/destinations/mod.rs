@@ -192,6 +192,13 @@ impl Runner {
                         }
                     }
                     status.set(&state);
+                    // The gauge follows the status at once, as `inspect` does: whoever sees
+                    // the backlog drained in one sees it in the other.
+                    let committed_seq = self.committed.borrow().next_seq;
+                    self.metrics
+                        .backlog
+                        .get_or_create(&labels)
+                        .set(committed_seq.saturating_sub(state.next_seq) as i64);
                     *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     self.metrics
                         .delivered

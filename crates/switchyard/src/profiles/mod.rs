@@ -100,14 +100,19 @@ fn follow(
             return;
         }
     };
-    // Waits for `d` or cancellation; false when cancelled.
+    // Waits for `d` or cancellation; false when cancelled. On this thread's own clock, not
+    // tokio's timer: at shutdown the runtime may be gone before the thread sees the
+    // cancellation, and a tokio timer would then panic.
     let pause = |d: Duration| {
-        rt.block_on(async {
-            tokio::select! {
-                () = tokio::time::sleep(d) => true,
-                () = cancel.cancelled() => false,
+        let until = std::time::Instant::now() + d;
+        while !cancel.is_cancelled() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return true;
             }
-        })
+            std::thread::sleep(left.min(Duration::from_millis(20)));
+        }
+        false
     };
     loop {
         store.set_position(state.position);
