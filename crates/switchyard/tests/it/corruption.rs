@@ -68,6 +68,28 @@ pub fn flip(path: &Path, at: u64, n: usize) {
     f.write_all_at(&b, at).unwrap();
 }
 
+/// Makes the second segment unreadable — a directory in its place, so every read of it
+/// fails with an I/O error — until the returned guard's `restore`.
+pub struct UnreadableSegment {
+    seg: PathBuf,
+    aside: PathBuf,
+}
+
+impl UnreadableSegment {
+    pub fn new(dir: &Path) -> UnreadableSegment {
+        let seg = segments(dir)[1].clone();
+        let aside = seg.with_extension("aside");
+        std::fs::rename(&seg, &aside).unwrap();
+        std::fs::create_dir(&seg).unwrap();
+        UnreadableSegment { seg, aside }
+    }
+
+    pub fn restore(self) {
+        std::fs::remove_dir(&self.seg).unwrap();
+        std::fs::rename(&self.aside, &self.seg).unwrap();
+    }
+}
+
 pub fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
         .unwrap()

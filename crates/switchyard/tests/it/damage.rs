@@ -149,10 +149,7 @@ async fn a_damaged_record_is_a_log_damage_dead_letter_at_every_destination() {
 async fn a_failed_log_read_is_retried_and_shown_by_the_delivery_worker() {
     let dir = tempfile::tempdir().unwrap();
     let acked = write_events(dir.path(), false, 11).await;
-    let seg = segments(dir.path())[1].clone();
-    let aside = seg.with_extension("aside");
-    std::fs::rename(&seg, &aside).unwrap();
-    std::fs::create_dir(&seg).unwrap();
+    let unreadable = crate::corruption::UnreadableSegment::new(dir.path());
     let receiver = Receiver::start().await;
     let yaml = yaml(dir.path(), &receiver.url, None).replace(
         "  - { id: archive, type: file, start: earliest, settings: { path: \"",
@@ -184,8 +181,7 @@ async fn a_failed_log_read_is_retried_and_shown_by_the_delivery_worker() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    std::fs::remove_dir(&seg).unwrap();
-    std::fs::rename(&aside, &seg).unwrap();
+    unreadable.restore();
     let got = receiver
         .wait_for("every event", |r| r.len() >= acked.len())
         .await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::fresh_db;
-use crate::corruption::{segments, write_events};
+use crate::corruption::write_events;
 use crate::harness::*;
 
 fn yaml(dir: &std::path::Path, url: &str) -> String {
@@ -41,10 +41,7 @@ async fn a_log_read_error_is_retried_and_shown_not_a_silent_stop() {
     let dir = tempfile::tempdir().unwrap();
     let acked = write_events(dir.path(), false, 11).await;
     // A sealed segment the runner must read becomes unreadable: a directory in its place.
-    let seg = segments(dir.path())[1].clone();
-    let aside = seg.with_extension("aside");
-    std::fs::rename(&seg, &aside).unwrap();
-    std::fs::create_dir(&seg).unwrap();
+    let unreadable = crate::corruption::UnreadableSegment::new(dir.path());
 
     let app = TestApp::start_with(dir.path(), &yaml(dir.path(), &url)).await;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -66,8 +63,7 @@ async fn a_log_read_error_is_retried_and_shown_not_a_silent_stop() {
     }
 
     // The segment comes back: the runner, still running, loads every event.
-    std::fs::remove_dir(&seg).unwrap();
-    std::fs::rename(&aside, &seg).unwrap();
+    unreadable.restore();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let rows: i64 = db
