@@ -418,6 +418,19 @@ impl Cluster {
         c.ctl("start").then_some(c)
     }
 
+    /// `made` (a cluster from `init` or `start`), or `None` after saying loudly that the test
+    /// is skipped; with `SWITCHYARD_REQUIRE_SERVICES=1` a missing cluster fails the test.
+    fn or_skip(made: Option<Cluster>) -> Option<Cluster> {
+        if made.is_none() {
+            assert!(
+                !require_services(),
+                "cannot make a Postgres cluster with initdb/pg_ctl"
+            );
+            eprintln!("SKIPPED: no initdb/pg_ctl to run a Postgres cluster of the test's own");
+        }
+        made
+    }
+
     /// initdb only: the test may configure the cluster before it starts.
     fn init() -> Option<Cluster> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
@@ -472,12 +485,7 @@ impl Drop for Cluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_loses_nothing() {
-    let Some(cluster) = Cluster::start() else {
-        assert!(
-            !require_services(),
-            "cannot start a Postgres cluster with initdb/pg_ctl"
-        );
-        eprintln!("SKIPPED: no initdb/pg_ctl to run a Postgres cluster of the test's own");
+    let Some(cluster) = Cluster::or_skip(Cluster::start()) else {
         return;
     };
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);

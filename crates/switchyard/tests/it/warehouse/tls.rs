@@ -140,12 +140,7 @@ async fn wait_tracks(cluster: &Cluster, db: &str, n: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_to_postgres_as_sslmode_says() {
-    let Some(cluster) = Cluster::init() else {
-        assert!(
-            !require_services(),
-            "cannot make a Postgres cluster with initdb"
-        );
-        eprintln!("SKIPPED: no initdb/pg_ctl to run a Postgres cluster of the test's own");
+    let Some(cluster) = Cluster::or_skip(Cluster::init()) else {
         return;
     };
     let certs = tempfile::tempdir().unwrap();
@@ -234,12 +229,7 @@ async fn tls_to_postgres_as_sslmode_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefer_falls_back_to_plain_and_require_does_not() {
-    let Some(cluster) = Cluster::start() else {
-        assert!(
-            !require_services(),
-            "cannot start a Postgres cluster with initdb/pg_ctl"
-        );
-        eprintln!("SKIPPED: no initdb/pg_ctl to run a Postgres cluster of the test's own");
+    let Some(cluster) = Cluster::or_skip(Cluster::start()) else {
         return;
     };
     // initdb's default: no TLS at all.
