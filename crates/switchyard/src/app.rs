@@ -25,6 +25,7 @@ use crate::delivery::worker::WebhookWorker;
 use crate::destinations::backlog::Backlog;
 use crate::destinations::{DestinationStatus, Runner};
 use crate::egress::EgressPolicy;
+use crate::log::tail::Tail;
 use crate::log::{Log, LogOptions, retention};
 use crate::recent::{RecentEvent, RecentStore};
 use crate::state::{AppState, Parts, Phase};
@@ -36,7 +37,7 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 
 /// The task that runs one destination.
 enum Task {
-    File(Runner),
+    File(Runner, Tail),
     Webhook(WebhookWorker),
     Warehouse(WarehouseWorker),
 }
@@ -91,7 +92,6 @@ pub async fn run_with_clock(
         )
         .context("cannot open the profile store")?,
     );
-    let (log_dir, committed) = (log.dir().to_path_buf(), log.committed());
     let state = AppState::new(Parts {
         config,
         log,
@@ -108,7 +108,9 @@ pub async fn run_with_clock(
     let tracker = TaskTracker::new();
     for (task, cursor, status) in tasks {
         match task {
-            Task::File(runner) => tracker.spawn(runner.run(cursor, status, cancel.clone())),
+            Task::File(runner, tail) => {
+                tracker.spawn(runner.run(tail, cursor, status, cancel.clone()))
+            }
             Task::Webhook(worker) => tracker.spawn(worker.run(cursor, status, cancel.clone())),
             Task::Warehouse(worker) => tracker.spawn(worker.run(cursor, status, cancel.clone())),
         };
@@ -116,13 +118,13 @@ pub async fn run_with_clock(
     tracker.spawn(housekeeping(state.clone(), cancel.clone()));
     tracker.spawn(crate::webhooks::retry::run(state.clone(), cancel.clone()));
     if state.config.storage.profiles {
-        tracker.spawn(crate::profiles::run(
-            profiles,
-            log_dir,
-            committed,
+        let tail = state.log.tail(
+            "profiles",
             state.metrics.profiles_backlog.clone(),
-            cancel.clone(),
-        ));
+            state.metrics.profiles_log_read_errors.clone(),
+            None,
+        );
+        tracker.spawn(crate::profiles::run(profiles, tail, cancel.clone()));
     }
     state.set_phase(Phase::Ready);
     serve(state.clone(), listener, shutdown, shutdown_timeout).await?;
@@ -167,14 +169,20 @@ fn destination_tasks(
         let (cursor, status) = runner
             .prepare()
             .with_context(|| format!("cannot open the cursor of destination {}", d.id))?;
+        let labels = crate::telemetry::metrics::destination(&d.id);
+        let tail = log.tail(
+            &d.id,
+            metrics.backlog.get_or_create(&labels).clone(),
+            metrics.log_read_errors.get_or_create(&labels).clone(),
+            Some(status.clone()),
+        );
         let task = match &d.kind {
-            DestinationKind::File(_) => Task::File(runner),
+            DestinationKind::File(_) => Task::File(runner, tail),
             DestinationKind::Postgres(settings) => Task::Warehouse(WarehouseWorker {
                 dest: d.clone(),
                 settings: settings.clone(),
-                log_dir: log.dir().to_path_buf(),
                 data_dir: config.server.data_dir.clone(),
-                committed: log.committed(),
+                tail,
                 metrics: metrics.clone(),
                 backlog,
             }),

@@ -19,6 +19,7 @@ use crate::log::Committed;
 use crate::log::reader::LogReader;
 use crate::log::record::{Entry, Kind};
 use crate::log::segment::Position;
+use crate::log::tail::{READ_FAILED, Tail, Wait};
 use crate::telemetry::{Metrics, metrics};
 pub use file::{FileSink, rotated_path};
 
@@ -59,6 +60,23 @@ impl DestinationStatus {
     pub fn set(&self, s: &CursorState) {
         self.next_seq.store(s.next_seq, Ordering::Release);
         *self.position.lock().unwrap_or_else(|p| p.into_inner()) = s.position;
+    }
+}
+
+impl crate::log::tail::ShowError for DestinationStatus {
+    fn show_read_error(&self, error: Option<&str>) {
+        match error {
+            Some(e) => self.set_error(Some(e.to_owned())),
+            None => {
+                let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+                if last
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(crate::log::tail::READ_FAILED))
+                {
+                    *last = None;
+                }
+            }
+        }
     }
 }
 
@@ -104,9 +122,11 @@ impl Runner {
         Ok((state, status))
     }
 
-    /// Runs until `cancel`; finishes the batch in hand first.
+    /// Runs until `cancel`; finishes the batch in hand first. Follows the log through
+    /// `tail` (waiting, reading on a blocking thread, the gauge, the read-error policy).
     pub async fn run(
-        mut self,
+        self,
+        mut tail: Tail,
         mut state: CursorState,
         status: Arc<DestinationStatus>,
         cancel: CancellationToken,
@@ -116,42 +136,33 @@ impl Runner {
             return;
         };
         let mut work = Some(Work {
-            reader: LogReader::new(&self.log_dir, state.position).expecting(state.next_seq),
+            reader: tail.reader(&state),
             sink: FileSink::new(settings),
             backlog: self.backlog.clone(),
         });
-        let labels = metrics::destination(&self.config.id);
         let mut replay = replay::LogReplay::pending(&self.data_dir, &self.config.id, &status, true);
-        loop {
-            // A long replay keeps the loop busy: shutdown must not wait for it to finish.
-            if cancel.is_cancelled() {
-                break;
-            }
-            let committed = *self.committed.borrow_and_update();
-            self.metrics
-                .backlog
-                .get_or_create(&labels)
-                .set(committed.next_seq.saturating_sub(state.next_seq) as i64);
+        // A long replay keeps the loop busy: shutdown must not wait for it to finish.
+        while !cancel.is_cancelled() {
+            let committed = tail.committed_seen();
+            tail.gauge(state.next_seq);
             if replay.is_none() {
                 replay =
                     replay::LogReplay::pending(&self.data_dir, &self.config.id, &status, false);
             }
             if let Some(r) = replay.take() {
                 let Some(w) = work.take() else { break };
-                let (w, r) = self
-                    .replay_chunk(w, r, committed.end, &status, &cancel)
-                    .await;
-                work = w;
-                replay = r;
+                (work, replay) = self.replay_chunk(&mut tail, w, r, &status, &cancel).await;
             }
             if state.position >= committed.end {
                 if replay.is_some() {
                     continue;
                 }
-                tokio::select! {
-                    changed = self.committed.changed() => if changed.is_err() { break },
-                    () = status.wake.notified() => {}
-                    () = cancel.cancelled() => break,
+                if tail
+                    .wait_past(state.position, Some(&status.wake), &cancel)
+                    .await
+                    == Wait::Cancelled
+                {
+                    break;
                 }
                 continue;
             }
@@ -165,99 +176,127 @@ impl Runner {
                 state = next;
                 status.set(&state);
                 if let Some(w) = work.as_mut() {
-                    w.reader =
-                        LogReader::new(&self.log_dir, state.position).expecting(state.next_seq);
+                    w.reader = tail.reader(&state);
                 }
                 continue;
             }
-            let Some(mut w) = work.take() else { break };
-            let config = self.config.clone();
-            let cursor = CursorFile::new(&self.data_dir, &self.config.id);
-            let from = state.clone();
-            let joined = tokio::task::spawn_blocking(move || {
-                let r = w.step(&config, &cursor, from, committed.end);
-                (w, r)
-            })
-            .await;
-            let Ok((mut w, result)) = joined else { break };
-            match result {
-                Ok((next, delivered)) => {
-                    let stuck = next == state;
-                    state = next;
-                    if stuck {
-                        // Nothing could be read before the committed end: wait, don't spin.
-                        tokio::select! {
-                            _ = tokio::time::timeout(ERROR_BACKOFF, self.committed.changed()) => {},
-                            () = cancel.cancelled() => {},
-                        }
-                    }
-                    status.set(&state);
-                    // The gauge follows the status at once, as `inspect` does: whoever sees
-                    // the backlog drained in one sees it in the other.
-                    let committed_seq = self.committed.borrow().next_seq;
-                    self.metrics
-                        .backlog
-                        .get_or_create(&labels)
-                        .set(committed_seq.saturating_sub(state.next_seq) as i64);
-                    *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    self.metrics
-                        .delivered
-                        .get_or_create(&labels)
-                        .inc_by(delivered as u64);
-                }
-                Err(error) => {
-                    tracing::error!(destination = %self.config.id, %error, "Destination write failed; retrying the batch");
-                    *status.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(error.to_string());
-                    w.reader =
-                        LogReader::new(&self.log_dir, state.position).expecting(state.next_seq);
-                    tokio::select! {
-                        () = tokio::time::sleep(ERROR_BACKOFF) => {},
-                        () = cancel.cancelled() => break,
-                    }
-                }
-            }
-            work = Some(w);
-            if cancel.is_cancelled() {
+            let Some(w) = work.take() else { break };
+            let Some(w) = self.step(&mut tail, w, &mut state, &status, &cancel).await else {
                 break;
-            }
+            };
+            work = Some(w);
         }
         tracing::info!(destination = %self.config.id, next_seq = state.next_seq, "Destination stopped");
+    }
+
+    /// Reads and writes one batch on a blocking thread, then updates the status and gauge;
+    /// a failed read or write is retried after a pause. `None` if the thread was lost.
+    async fn step(
+        &self,
+        tail: &mut Tail,
+        w: Work,
+        state: &mut CursorState,
+        status: &DestinationStatus,
+        cancel: &CancellationToken,
+    ) -> Option<Work> {
+        let (config, from) = (self.config.clone(), state.clone());
+        let cursor = CursorFile::new(&self.data_dir, &self.config.id);
+        let (mut w, result) = tail
+            .read(w, move |mut w: Work, end| {
+                let r = w.step(&config, &cursor, from, end);
+                (w, r)
+            })
+            .await?;
+        let labels = metrics::destination(&self.config.id);
+        match result {
+            Ok((next, delivered)) => {
+                tail.read_ok();
+                let stuck = next == *state;
+                *state = next;
+                if stuck {
+                    // Nothing could be read before the committed end: wait, don't spin.
+                    tail.pause(ERROR_BACKOFF, cancel).await;
+                }
+                status.set(state);
+                // The gauge follows the status at once, as `inspect` does: whoever sees
+                // the backlog drained in one sees it in the other.
+                tail.gauge(state.next_seq);
+                if status
+                    .last_error()
+                    .is_some_and(|e| !e.starts_with(READ_FAILED))
+                {
+                    status.set_error(None);
+                }
+                self.metrics
+                    .delivered
+                    .get_or_create(&labels)
+                    .inc_by(delivered as u64);
+            }
+            Err(StepError::Read(error)) => {
+                let wait = tail.read_failed(&error);
+                w.reader = tail.reader(state);
+                tail.pause(wait, cancel).await;
+            }
+            Err(StepError::Write(error)) => {
+                tracing::error!(destination = %self.config.id, %error, "Destination write failed; retrying the batch");
+                status.set_error(Some(error.to_string()));
+                w.reader = tail.reader(state);
+                tail.pause(ERROR_BACKOFF, cancel).await;
+            }
+        }
+        Some(w)
     }
 
     /// Runs one chunk of a replay from the log on a blocking thread. Returns the work back
     /// (`None` if the thread was lost) and the replay while it is unfinished.
     async fn replay_chunk(
         &self,
-        mut w: Work,
-        mut r: replay::LogReplay,
-        end: Position,
+        tail: &mut Tail,
+        w: Work,
+        r: replay::LogReplay,
         status: &Arc<DestinationStatus>,
         cancel: &CancellationToken,
     ) -> (Option<Work>, Option<replay::LogReplay>) {
-        let (config, log_dir, st) = (self.config.clone(), self.log_dir.clone(), status.clone());
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = w.replay_step(&config, &log_dir, &mut r, end, &st);
-            (w, r, result)
-        })
-        .await;
-        let Ok((w, r, result)) = joined else {
+        let (config, st) = (self.config.clone(), status.clone());
+        let reader = LogReader::new(tail.log_dir(), r.state.position);
+        let Some((w, r, result)) = tail
+            .read(
+                (w, r),
+                move |(mut w, mut r): (Work, replay::LogReplay), end| {
+                    let mut reader = reader;
+                    let result = w.replay_step(&config, &mut reader, &mut r, end, &st);
+                    (w, r, result)
+                },
+            )
+            .await
+        else {
             return (None, None);
         };
         match result {
             Ok(true) => (Some(w), None),
             Ok(false) => (Some(w), Some(r)),
-            Err(error) => {
+            Err(StepError::Read(error)) => {
+                let wait = tail.read_failed(&error);
+                tail.pause(wait, cancel).await;
+                (Some(w), Some(r))
+            }
+            Err(StepError::Write(error)) => {
                 tracing::error!(destination = %self.config.id, %error, "Replay from the log failed; retrying the chunk");
                 status.set_error(Some(format!("replay from the log: {error}")));
-                tokio::select! {
-                    () = tokio::time::sleep(ERROR_BACKOFF) => {},
-                    () = cancel.cancelled() => {},
-                }
+                tail.pause(ERROR_BACKOFF, cancel).await;
                 (Some(w), Some(r))
             }
         }
     }
+}
+
+/// Why a step of the file runner failed: reading the log (the tail's policy) or writing.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error("{0}")]
+    Write(std::io::Error),
 }
 
 struct Work {
@@ -274,10 +313,15 @@ impl Work {
         cursor: &CursorFile,
         state: CursorState,
         end: Position,
-    ) -> std::io::Result<(CursorState, usize)> {
-        let batch = self.reader.read(end, BATCH_RECORDS, BATCH_BYTES)?;
+    ) -> Result<(CursorState, usize), StepError> {
+        let batch = self
+            .reader
+            .read(end, BATCH_RECORDS, BATCH_BYTES)
+            .map_err(StepError::Read)?;
         // Records skipped as unreadable are dead letters before the cursor moves past them.
-        self.backlog.dead_letter_losses(self.reader.take_lost())?;
+        self.backlog
+            .dead_letter_losses(self.reader.take_lost())
+            .map_err(StepError::Read)?;
         let Some(last) = batch.last() else {
             // Nothing readable before `end` (e.g. a reclaimed or damaged segment was skipped).
             let next = CursorState {
@@ -285,7 +329,7 @@ impl Work {
                 next_seq: state.next_seq,
                 done: Vec::new(),
             };
-            cursor.save(&next)?;
+            cursor.save(&next).map_err(StepError::Write)?;
             return Ok((next, 0));
         };
         let next = CursorState {
@@ -294,8 +338,11 @@ impl Work {
             done: Vec::new(),
         };
         let wanted = wanted(config, batch.iter().map(|r| &r.record.entry));
-        let delivered = self.sink.write_batch(wanted.map(|e| e.body.as_slice()))?;
-        cursor.save(&next)?;
+        let delivered = self
+            .sink
+            .write_batch(wanted.map(|e| e.body.as_slice()))
+            .map_err(StepError::Write)?;
+        cursor.save(&next).map_err(StepError::Write)?;
         Ok((next, delivered))
     }
 
@@ -304,22 +351,26 @@ impl Work {
     fn replay_step(
         &mut self,
         config: &DestinationConfig,
-        log_dir: &std::path::Path,
+        reader: &mut LogReader,
         replay: &mut replay::LogReplay,
         end: Position,
         status: &DestinationStatus,
-    ) -> std::io::Result<bool> {
-        let mut reader = LogReader::new(log_dir, replay.state.position);
-        let batch = reader.read(end, BATCH_RECORDS, BATCH_BYTES)?;
+    ) -> Result<bool, StepError> {
+        let batch = reader
+            .read(end, BATCH_RECORDS, BATCH_BYTES)
+            .map_err(StepError::Read)?;
         let again = batch
             .iter()
             .filter(|r| replay.wants(r))
             .map(|r| &r.record.entry);
         let sent = self
             .sink
-            .write_batch(wanted(config, again).map(|e| e.body.as_slice()))?;
+            .write_batch(wanted(config, again).map(|e| e.body.as_slice()))
+            .map_err(StepError::Write)?;
         let last_seq = batch.last().map(|r| r.record.seq);
-        replay.advance(last_seq, reader.position(), sent as u64, status)
+        replay
+            .advance(last_seq, reader.position(), sent as u64, status)
+            .map_err(StepError::Write)
     }
 }
 

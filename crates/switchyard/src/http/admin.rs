@@ -154,9 +154,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let phase = state.phase();
     let healthy = state.log.healthy();
     let ready = phase == Phase::Ready && healthy;
-    let body = Json(
-        json!({"ready": ready, "phase": format!("{phase:?}").to_lowercase(), "log_healthy": healthy}),
-    );
+    // Readers of the log whose last read failed (each retries with backoff; the error is in
+    // `inspect` and the log). Named only: this route needs no token.
+    let failing: Vec<String> = state.log.readers().failing().into_keys().collect();
+    let body = Json(json!({
+        "ready": ready,
+        "phase": format!("{phase:?}").to_lowercase(),
+        "log_healthy": healthy,
+        "log_readers_failing": failing,
+    }));
     let status = if ready {
         StatusCode::OK
     } else {

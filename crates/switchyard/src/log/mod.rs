@@ -11,6 +11,7 @@ pub mod reader;
 pub mod record;
 pub mod retention;
 pub mod segment;
+pub mod tail;
 mod writer;
 
 use std::fs::{self, OpenOptions};
@@ -105,6 +106,8 @@ pub struct Log {
     committed: watch::Receiver<Committed>,
     shared: Arc<Shared>,
     queue_bytes: u64,
+    /// Who follows the log and whose last read failed (`tail.rs`).
+    readers: Arc<tail::Readers>,
 }
 
 impl Log {
@@ -191,12 +194,38 @@ impl Log {
             committed: committed_rx,
             shared,
             queue_bytes: opts.queue_bytes,
+            readers: Arc::default(),
         };
         Ok((log, recovery))
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The readers of this log whose last read failed (`/readyz` lists them).
+    pub fn readers(&self) -> Arc<tail::Readers> {
+        self.readers.clone()
+    }
+
+    /// A way through the log for the reader `name`, reporting to `backlog`, `read_errors`
+    /// and, if given, `shown` (see `tail.rs`).
+    pub fn tail(
+        &self,
+        name: &str,
+        backlog: prometheus_client::metrics::gauge::Gauge,
+        read_errors: prometheus_client::metrics::counter::Counter,
+        shown: Option<Arc<dyn tail::ShowError>>,
+    ) -> tail::Tail {
+        tail::Tail::new(tail::TailParts {
+            name: name.to_owned(),
+            log_dir: self.dir.clone(),
+            committed: self.committed(),
+            backlog,
+            read_errors,
+            readers: self.readers.clone(),
+            shown,
+        })
     }
 
     /// Queues entries for the next group commit. Fails fast when the queue is full.

@@ -11,19 +11,17 @@ pub mod event;
 pub mod model;
 mod store;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::cursor::CursorState;
-use crate::log::Committed;
 use crate::log::reader::LogReader;
 use crate::log::record::Kind;
 use crate::log::segment::Position;
+use crate::log::tail::{Tail, Wait};
 use store::{Feed, Raw, e};
 pub use store::{MAX_PROFILES, ProfileStore, StoreError};
 
@@ -40,20 +38,14 @@ const NICE: i32 = 10;
 
 /// Keeps the store in sync with the log until cancelled, on a thread of its own at a lower
 /// CPU priority than ingest.
-pub async fn run(
-    store: Arc<ProfileStore>,
-    log_dir: PathBuf,
-    committed: watch::Receiver<Committed>,
-    backlog: Gauge,
-    cancel: CancellationToken,
-) {
+pub async fn run(store: Arc<ProfileStore>, tail: Tail, cancel: CancellationToken) {
     let handle = tokio::runtime::Handle::current();
     let (done, finished) = tokio::sync::oneshot::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name("profiles".into())
         .spawn(move || {
             lower_priority();
-            follow(&handle, &store, &log_dir, committed, &backlog, &cancel);
+            follow(&handle, &store, tail, &cancel);
             drop(done);
         });
     match spawned {
@@ -78,27 +70,16 @@ fn lower_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_priority() {}
 
+/// Applies the log to the store until cancelled. Waits and read errors go through `tail`
+/// (`log/tail.rs`); a failed store write is retried after a second.
 fn follow(
     rt: &tokio::runtime::Handle,
     store: &ProfileStore,
-    log_dir: &Path,
-    mut committed: watch::Receiver<Committed>,
-    backlog: &Gauge,
+    mut tail: Tail,
     cancel: &CancellationToken,
 ) {
-    let mut state = match store.cursor() {
-        Ok(Some(s)) => s,
-        Ok(None) => match CursorState::earliest(log_dir) {
-            Ok(s) => s,
-            Err(error) => {
-                tracing::error!(%error, "profiles: cannot list the log; profiles are not updated");
-                return;
-            }
-        },
-        Err(error) => {
-            tracing::error!(%error, "profiles: cannot read the stored position; profiles are not updated");
-            return;
-        }
+    let Some(mut state) = start(store, tail.log_dir()) else {
+        return;
     };
     // Waits for `d` or cancellation; false when cancelled. On this thread's own clock, not
     // tokio's timer: at shutdown the runtime may be gone before the thread sees the
@@ -116,29 +97,28 @@ fn follow(
     };
     loop {
         store.set_position(state.position);
-        let Committed { end, next_seq } = *committed.borrow_and_update();
-        backlog.set(next_seq.saturating_sub(state.next_seq) as i64);
+        let end = tail.committed_seen().end;
+        tail.gauge(state.next_seq);
         if state.position >= end {
-            let go_on = rt.block_on(async {
-                tokio::select! {
-                    changed = committed.changed() => changed.is_ok(),
-                    () = cancel.cancelled() => false,
-                }
-            });
-            if !go_on {
+            if rt.block_on(tail.wait_past(state.position, None, cancel)) == Wait::Cancelled {
                 return;
             }
             continue;
         }
-        match step(store, log_dir, state.clone(), end) {
+        match step(store, tail.log_dir(), state.clone(), end) {
             Ok(next) => {
+                tail.read_ok();
                 // Under a trickle of small commits, gather for a moment: each step is one
                 // synced transaction, and profiles may lag ingest by this much.
                 let small = next.next_seq.saturating_sub(state.next_seq) < STEP_EVENTS as u64 / 2;
                 state = next;
-                let committed_seq = committed.borrow().next_seq;
-                backlog.set(committed_seq.saturating_sub(state.next_seq) as i64);
+                tail.gauge(state.next_seq);
                 if small && !pause(GATHER) {
+                    return;
+                }
+            }
+            Err(StoreError::Log(error)) => {
+                if !pause(tail.read_failed(&error)) {
                     return;
                 }
             }
@@ -148,6 +128,24 @@ fn follow(
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Where the store left off, or the start of the log; `None` (logged) if neither reads.
+fn start(store: &ProfileStore, log_dir: &Path) -> Option<CursorState> {
+    match store.cursor() {
+        Ok(Some(s)) => Some(s),
+        Ok(None) => match CursorState::earliest(log_dir) {
+            Ok(s) => Some(s),
+            Err(error) => {
+                tracing::error!(%error, "profiles: cannot list the log; profiles are not updated");
+                None
+            }
+        },
+        Err(error) => {
+            tracing::error!(%error, "profiles: cannot read the stored position; profiles are not updated");
+            None
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub dedupe_evicted_early: Gauge,
     pub backlog: Family<Labels, Gauge>,
     pub profiles_backlog: Gauge,
+    /// Failed reads of the log by the profile store (each retried with backoff).
+    pub profiles_log_read_errors: Counter,
     pub delivered: Family<Labels, Counter>,
     pub retries: Family<Labels, Counter>,
     pub dead_letters: Family<Labels, Counter>,
@@ -61,6 +63,7 @@ impl Metrics {
             dedupe_evicted_early: Gauge::default(),
             backlog: Family::default(),
             profiles_backlog: Gauge::default(),
+            profiles_log_read_errors: Counter::default(),
             delivered: Family::default(),
             retries: Family::default(),
             dead_letters: Family::default(),
@@ -137,6 +140,11 @@ impl Metrics {
             "profiles_backlog_events",
             "Log records the profile store has not applied yet",
             m.profiles_backlog.clone(),
+        );
+        registry.register(
+            "profiles_log_read_errors",
+            "Failed reads of the log by the profile store, each retried with backoff and listed by /readyz",
+            m.profiles_log_read_errors.clone(),
         );
         registry.register(
             "destination_delivered",

@@ -27,9 +27,13 @@ impl WarehouseWorker {
             next_seq: 0,
             done: Vec::new(),
         };
-        let (dir, dest, c) = (self.log_dir.clone(), self.dest.clone(), cache.clone());
+        let (dir, dest, c) = (
+            self.tail.log_dir().to_path_buf(),
+            self.dest.clone(),
+            cache.clone(),
+        );
         let (limit, window) = (self.settings.batch_rows, replay.window());
-        let end = self.committed.borrow().end;
+        let end = self.tail.committed().end;
         let batch = tokio::task::spawn_blocking(move || {
             read_batch(&dir, &dest, from, end, limit, &c, Some(window))
         })

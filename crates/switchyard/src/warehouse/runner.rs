@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -25,12 +24,12 @@ use crate::cursor::{CursorFile, CursorState};
 use crate::destinations::DestinationStatus;
 use crate::destinations::backlog::Backlog;
 use crate::destinations::replay::LogReplay;
-use crate::log::Committed;
 use crate::log::segment::Position;
+use crate::log::tail::Tail;
 use crate::telemetry::{Metrics, metrics};
 
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A failed load is retried on the same schedule as a failed read of the log.
+use crate::log::tail::{BACKOFF_MAX as MAX_BACKOFF, BACKOFF_MIN as MIN_BACKOFF};
 
 /// Why a batch did not load (the runner retries it).
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +43,9 @@ pub(super) enum LoadError {
 pub struct WarehouseWorker {
     pub dest: DestinationConfig,
     pub settings: PostgresSettings,
-    pub log_dir: PathBuf,
     pub data_dir: PathBuf,
-    pub committed: watch::Receiver<Committed>,
+    /// The way through the log (`log/tail.rs`): waits, gauge, read-error policy.
+    pub tail: Tail,
     pub metrics: Arc<Metrics>,
     /// The destination's backlog caps (`destinations/backlog.rs`), checked before each read.
     pub backlog: Backlog,
@@ -94,7 +93,7 @@ impl WarehouseWorker {
             }
             // Past a backlog cap, the oldest pending events become dead letters and the cursor
             // moves past them before anything is read.
-            let end = self.committed.borrow().end;
+            let end = self.tail.committed().end;
             if let Some(next) = self
                 .backlog
                 .enforce_cursor(&self.data_dir, &state, end)
@@ -110,31 +109,29 @@ impl WarehouseWorker {
                     if replay.is_none() && !self.wait_for_batch(&state, &status, &cancel).await {
                         break;
                     }
-                    let end = self.committed.borrow().end;
+                    let end = self.tail.committed().end;
                     self.spawn_read(&cache, state.clone(), end).await
                 }
             };
-            // A failed read is retried with backoff, never a silent stop.
+            // A failed read is retried with backoff (the tail's policy), never a silent stop.
             let batch = match read
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()))
             {
-                Ok(b) => b,
+                Ok(b) => {
+                    self.tail.read_ok();
+                    b
+                }
                 Err(e) => {
-                    let msg = format!("reading the log failed; retrying in {backoff:?}: {e}");
-                    tracing::error!(destination = %self.dest.id, "{msg}");
-                    status.set_error(Some(msg));
-                    let labels = metrics::destination(&self.dest.id);
-                    self.metrics.log_read_errors.get_or_create(&labels).inc();
-                    if !self.pause(backoff, &mut state, &status, &cancel).await {
+                    let wait = self.tail.read_failed(&e);
+                    if !self.pause(wait, &mut state, &status, &cancel).await {
                         break;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             };
             // While a backlog of full batches waits, read the next one as this one loads.
-            let committed = *self.committed.borrow();
+            let committed = self.tail.committed();
             let waiting = committed.next_seq.saturating_sub(batch.next.next_seq) as usize;
             if batch.next.position < committed.end && waiting >= self.settings.batch_rows {
                 prefetched = Some(self.spawn_read(&cache, batch.next.clone(), committed.end));
@@ -200,7 +197,7 @@ impl WarehouseWorker {
                 () = tokio::time::sleep(slice) => {}
                 () = cancel.cancelled() => return false,
             }
-            let end = self.committed.borrow().end;
+            let end = self.tail.committed().end;
             if let Some(next) = self
                 .backlog
                 .enforce_cursor(&self.data_dir, state, end)
@@ -254,15 +251,11 @@ impl WarehouseWorker {
         status: &DestinationStatus,
         cancel: &CancellationToken,
     ) -> bool {
-        let labels = metrics::destination(&self.dest.id);
         let mut pending_since: Option<Instant> = None;
         loop {
-            let committed = *self.committed.borrow_and_update();
+            let committed = self.tail.committed_seen();
             let backlog = committed.next_seq.saturating_sub(state.next_seq);
-            self.metrics
-                .backlog
-                .get_or_create(&labels)
-                .set(backlog as i64);
+            self.tail.gauge(state.next_seq);
             let wait = if state.position >= committed.end {
                 None
             } else {
@@ -280,7 +273,7 @@ impl WarehouseWorker {
                 }
             };
             tokio::select! {
-                changed = self.committed.changed() => if changed.is_err() { return false },
+                changed = self.tail.changed() => if !changed { return false },
                 () = sleep => {}
                 // A replay from the log was started: it runs between live batches.
                 () = status.wake.notified() => return true,
@@ -297,7 +290,11 @@ impl WarehouseWorker {
         from: CursorState,
         end: Position,
     ) -> JoinHandle<std::io::Result<Batch>> {
-        let (dir, dest, cache) = (self.log_dir.clone(), self.dest.clone(), cache.clone());
+        let (dir, dest, cache) = (
+            self.tail.log_dir().to_path_buf(),
+            self.dest.clone(),
+            cache.clone(),
+        );
         let (limit, backlog) = (self.settings.batch_rows, self.backlog.clone());
         tokio::task::spawn_blocking(move || {
             let t = Instant::now();

@@ -20,6 +20,7 @@ mod hostile;
 mod ingest;
 mod ingest_size;
 mod isolation;
+mod log_tail;
 mod nats;
 mod old_log;
 mod profiles;
