@@ -1,11 +1,12 @@
 //! Configuration: the YAML file (`config/switchyard.example.yaml`, README "Configuration")
 //! compiled into a validated `Config`.
 //!
-//! Layout: `raw.rs` (serde structs as written), `vars.rs` (`${ENV}` substitution),
-//! `units.rs` (durations and sizes), `compile.rs` (raw → `Config`, collecting every problem
-//! with its path), `server.rs` (the `server:` section), `sources.rs` (`sources:` and
+//! Layout: this file (the compiled `Config` types and `load`), `raw.rs` (serde structs as
+//! written), `vars.rs` (`${ENV}` substitution), `units.rs` (durations and sizes), `compile.rs`
+//! (raw → `Config`, collecting every problem with its path; also the `storage:` and `dedupe:`
+//! sections), `server.rs` (the `server:` section), `sources.rs` (`sources:` and
 //! `functions:`), `destinations.rs` (`destinations:`, each type's settings), `demo.rs` (the
-//! workspace `serve` starts without `--config`).
+//! workspace `serve` starts without `--config`), `tests.rs` (the compiler's unit tests).
 
 mod compile;
 pub mod demo;
