@@ -1,9 +1,9 @@
-//! The SSRF guard for HTTP(S) egress (SPEC §3b): webhook and segment destinations, and
-//! `fetch` in functions. The check runs on the resolved address at connect time, inside the
+//! The SSRF guard for HTTP(S) egress (docs/security.md#egress): webhook and segment destinations,
+//! and `fetch` in functions. The check runs on the resolved address at connect time, inside the
 //! connector, so DNS rebinding cannot slip past it. Redirects are never followed and proxy
-//! environment variables are never read (hyper's client does neither). An IPv6 address that
-//! reaches an IPv4 one is judged as that IPv4 address; `literal.rs` also reads URL hosts
-//! spelled as numbers (`0x7f000001`), for `check`'s warning on literal URLs.
+//! environment variables are never read (hyper's client does neither). An IPv6 address that reaches
+//! an IPv4 one is judged as that IPv4 address; `literal.rs` also reads URL hosts spelled as numbers
+//! (`0x7f000001`), for `check`'s warning on literal URLs.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -6,7 +6,8 @@
 //! - `app.rs`: wiring and the one shutdown story; `state.rs`: the shared `AppState`;
 //!   `clock.rs`: the injected clock.
 //! - `http/`: the listener (connection limits and timeouts), the router, the error shape,
-//!   admin auth, the admin handlers, the live stream and the OpenAPI document.
+//!   admin auth, the admin handlers (sources, destinations, functions, lineage, profiles),
+//!   the live stream and the OpenAPI document.
 //! - `ingest/`: the Segment HTTP Tracking API: body limits, write-key auth, admission.
 //! - `event/`: normalisation of Segment events (timestamps, envelope merge, IDs, the
 //!   readability walk).

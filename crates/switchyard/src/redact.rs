@@ -1,4 +1,4 @@
-//! Secrets never leave in what we show (SPEC §3b): a redacted value reads
+//! Secrets never leave in what we show (docs/security.md#secrets): a redacted value reads
 //! `***:<first 8 hex of its sha256>`, so two equal secrets can still be told apart.
 
 use sha2::{Digest, Sha256};
@@ -20,7 +20,7 @@ pub fn header(name: &str, value: &str) -> String {
     }
 }
 
-/// Whether a header carries a secret; stored raw requests drop these (SPEC §3b).
+/// Whether a header carries a secret; stored raw requests drop these (docs/security.md#secrets).
 pub fn is_secret_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     matches!(

@@ -1,4 +1,5 @@
-//! Webhook signatures, outbound and inbound (reference §3.3, §6.2; SPEC §3a).
+//! Webhook signatures, outbound (docs/destinations.md#signing) and inbound
+//! (docs/sources.md#signature-schemes).
 //!
 //! - Segment's `X-Signature`: lowercase hex HMAC-SHA1 of the exact body bytes; for a batch,
 //!   of the first element's bytes only (that is how Segment signs, and receivers rely on it).
@@ -144,7 +145,7 @@ pub fn verify_hmac_sha256(secret: &str, body: &[u8], signature: &[u8]) -> Result
 }
 
 /// `msg_` + the first 32 hex characters of sha256 over `source \n messageId \n destination
-/// \n mapping`: the same on every retry and after a restart (SPEC §3a).
+/// \n mapping`: the same on every retry and after a restart (docs/destinations.md#signing).
 pub fn webhook_id(source: &str, message_id: &str, destination: &str, mapping: &str) -> String {
     let digest =
         Sha256::digest(format!("{source}\n{message_id}\n{destination}\n{mapping}").as_bytes());
@@ -157,7 +158,7 @@ mod tests {
 
     #[test]
     fn segment_vectors() {
-        // reference §3.3
+        // The examples of docs/destinations.md#signing.
         assert_eq!(
             segment_signature("abc123", br#"{"cool":true}"#),
             "5099cab379b3be52908387457007040cc934ef86"
@@ -187,7 +188,7 @@ mod tests {
 
     #[test]
     fn standard_webhooks_vector_and_verification() {
-        // reference §6.2
+        // The test vector of the Standard Webhooks reference library (`test_sign`).
         let sw = StandardWebhooks::from_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
         let body = br#"{"email":"test@example.com","username":"test_user"}"#;
         let sig = sw.sign("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", 1649367553, body);

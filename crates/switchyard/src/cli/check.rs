@@ -41,7 +41,8 @@ pub fn run(args: &Args) -> ExitCode {
     }
 }
 
-/// SPEC §3a: a nats subject must belong to a JetStream stream unless `core: true`.
+/// A nats subject must belong to a JetStream stream unless `core: true`
+/// (docs/destinations.md#nats).
 fn check_nats_streams(config: &Config) -> Vec<Problem> {
     let targets: Vec<_> = config
         .destinations

@@ -1,6 +1,6 @@
-//! The demo workspace `serve` starts without `--config` (SPEC §1): one `http_api` source and
-//! a `file` destination, on an embedded store under `./data`. Its write key is generated once
-//! and kept in the data directory.
+//! The demo workspace `serve` starts without `--config` (README "The two commands"): one `http_api`
+//! source and a `file` destination, on an embedded store under `./data`. Its write key is generated
+//! once and kept in the data directory.
 
 use std::fs;
 use std::io;

@@ -1,11 +1,12 @@
 //! Configuration: the YAML file (`config/switchyard.example.yaml`, README "Configuration")
 //! compiled into a validated `Config`.
 //!
-//! Layout: `raw.rs` (serde structs as written), `vars.rs` (`${ENV}` substitution),
-//! `units.rs` (durations and sizes), `compile.rs` (raw → `Config`, collecting every problem
-//! with its path), `server.rs` (the `server:` section), `sources.rs` (`sources:` and
+//! Layout: this file (the compiled `Config` types and `load`), `raw.rs` (serde structs as
+//! written), `vars.rs` (`${ENV}` substitution), `units.rs` (durations and sizes), `compile.rs`
+//! (raw → `Config`, collecting every problem with its path; also the `storage:` and `dedupe:`
+//! sections), `server.rs` (the `server:` section), `sources.rs` (`sources:` and
 //! `functions:`), `destinations.rs` (`destinations:`, each type's settings), `demo.rs` (the
-//! workspace `serve` starts without `--config`).
+//! workspace `serve` starts without `--config`), `tests.rs` (the compiler's unit tests).
 
 mod compile;
 pub mod demo;
@@ -142,7 +143,7 @@ pub struct FunctionsConfig {
     pub retry: FunctionRetry,
 }
 
-/// How a run that threw `RetryError` is re-run (SPEC §3 `functions.retry`).
+/// How a run that threw `RetryError` is re-run (docs/functions.md#outcomes).
 #[derive(Debug, Clone)]
 pub struct FunctionRetry {
     pub attempts: u32,
@@ -191,7 +192,7 @@ impl std::fmt::Debug for WebhookSource {
     }
 }
 
-/// Inbound signature verification (SPEC §3b).
+/// Inbound signature verification (docs/sources.md#signature-schemes).
 #[derive(Clone)]
 pub enum Verify {
     /// `X-Signature`: hex HMAC-SHA1; an array body is signed by its first element only.
@@ -218,7 +219,7 @@ impl std::fmt::Debug for Verify {
     }
 }
 
-/// Knock-style idempotency (reference §6.1): a key read from each event (or, for a
+/// Knock-style idempotency (docs/sources.md#idempotency): a key read from each event (or, for a
 /// function source, from the request body) makes a repeat inside `window` a no-op.
 #[derive(Debug, Clone)]
 pub struct Idempotency {
@@ -283,7 +284,7 @@ impl DestinationConfig {
 pub enum DestinationKind {
     File(FileSettings),
     Webhook(Box<WebhookConfig>),
-    /// Segment's warehouse layout in Postgres (reference §5).
+    /// Segment's warehouse layout in Postgres (docs/destinations.md#warehouse).
     Postgres(PostgresSettings),
 }
 

@@ -213,7 +213,7 @@ fn webhook(
     }))
 }
 
-/// `token`, `verify` and `public`: at least one must be set (SPEC §3b).
+/// `token`, `verify` and `public`: at least one must be set (docs/sources.md#authentication).
 fn authentication(
     cx: &mut Cx,
     raw: &RawSource,

@@ -84,8 +84,8 @@ impl NatsPublisher {
     }
 }
 
-/// Renders `events.{{type}}`: each placeholder is the value at its path, with characters
-/// outside `[A-Za-z0-9_-]` replaced by `_` (SPEC §3a); a missing value renders as `_`.
+/// Renders `events.{{type}}`: each placeholder is the value at its path, with characters outside
+/// `[A-Za-z0-9_-]` replaced by `_` (docs/destinations.md#nats); a missing value renders as `_`.
 pub fn render_subject(template: &str, event: &Value) -> String {
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;

@@ -1,4 +1,4 @@
-//! Segment "Webhooks (Actions)" requests (reference §3.2, §3.3; SPEC §3a): one per event
+//! Segment "Webhooks (Actions)" requests (docs/destinations.md#webhook-destinations): one per event
 //! and matching mapping, with the mapped URL, method, headers and body, our fixed headers,
 //! and the signature of the configured scheme added at each attempt.
 
@@ -148,7 +148,7 @@ fn describe(v: Option<&Value>) -> &'static str {
     }
 }
 
-/// Visible ASCII stays; anything else is percent-encoded (SPEC §3a).
+/// Visible ASCII stays; anything else is percent-encoded (docs/destinations.md#headers).
 fn ascii_or_encoded(s: &str) -> String {
     if s.bytes().all(|b| (0x21..0x7f).contains(&b)) {
         return s.to_owned();
@@ -192,7 +192,7 @@ pub fn attempt_headers(
     h
 }
 
-/// What to do after an attempt (reference §3.4, [our choice]).
+/// What to do after an attempt (docs/destinations.md#retries).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Delivered,

@@ -1,5 +1,5 @@
 //! Deep merge of the batch envelope's `context` / `integrations` into an element's own
-//! (reference §1.4, [our choice]: deep merge, the element wins on conflict).
+//! (docs/wire.md#batch-envelope): a deep merge, the element wins on conflict.
 
 use serde_json::Value;
 

@@ -1,5 +1,5 @@
 //! Segment events: the types we accept, and the normalisation every event goes through
-//! before it is logged (reference/segment-compat.md §1.4–§1.10).
+//! before it is logged (docs/wire.md#normalisation).
 
 mod merge;
 mod normalize;

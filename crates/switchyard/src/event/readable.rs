@@ -1,4 +1,4 @@
-//! What ingest accepts, every reader of the log can read (SPEC §2 "nothing silent").
+//! What ingest accepts, every reader of the log can read (docs/wire.md#what-ingest-refuses).
 //!
 //! Ingest copies nested values as raw bytes, and serde_json's raw-value scanner is lenient
 //! where its full parser is not: it lets through numbers out of `f64` range (`1e400`), lone

@@ -1,5 +1,5 @@
 //! Lenient ISO-8601 parsing, our RFC 3339 output format, and Segment's clock-skew correction
-//! (reference/segment-compat.md §1.8).
+//! (docs/wire.md#timestamps).
 //!
 //! Real clients send many shapes: `2024-01-02T03:04:05.678Z` (JS), `...05.678+00:00` and
 //! microseconds (Python), even `2015-2-02T00:30:08.276Z` (Segment's own docs). We accept all
@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn skew_correction_worked_example() {
-        // reference §1.8: the device clock was 4 min 50 s slow.
+        // docs/wire.md#timestamps: the device clock was 4 min 50 s slow.
         let received = parse("2024-01-01T00:05:00.000Z").expect("valid");
         let c = correct(
             received,

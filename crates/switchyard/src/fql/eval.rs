@@ -1,4 +1,4 @@
-//! FQL evaluation with Segment's exact semantics (reference §4.4): strict string `=`,
+//! FQL evaluation with Segment's exact semantics (docs/mappings.md#evaluation): strict string `=`,
 //! `!=` true on a missing field, numeric comparisons only on JSON numbers.
 
 use std::borrow::Cow;

@@ -1,4 +1,4 @@
-//! FQL tokens (reference §4.2, §4.9), checked against `@segment/fql-ts`'s lexer. We accept
+//! FQL tokens (docs/mappings.md#tokens), checked against `@segment/fql-ts`'s lexer. We accept
 //! every spelling Segment reads the obvious way (`type="track"`, `properties.x <10`) and
 //! refuse the ones it misreads:
 //! - `!=`, `<=` and `>=` must be followed by whitespace, `,`, `)` or the end: Segment reads

@@ -1,4 +1,4 @@
-//! FQL, Segment's trigger-condition language (reference §4.2–§4.5, §4.9).
+//! FQL, Segment's trigger-condition language (docs/mappings.md#fql).
 //!
 //! `Fql::parse` is strict: it rejects what Segment would silently misread (see `parser.rs`),
 //! so every condition we accept evaluates exactly as it does in Segment (`eval.rs`).

@@ -1,4 +1,4 @@
-//! FQL syntax → AST (reference §4.3), strict at config time: unknown roots, single-quoted
+//! FQL syntax → AST (docs/mappings.md#syntax), strict at config time: unknown roots, single-quoted
 //! strings, dangling conjunctions, `and` mixed with `or` at one level, nested parentheses,
 //! and a function call followed by more items inside parentheses (which Segment misreads)
 //! are all errors. What we accept means exactly what it means in Segment.
@@ -269,8 +269,8 @@ fn field(name: &[String]) -> Result<Field, FqlError> {
     Ok(f)
 }
 
-/// The special rewrites of §4.3: null → exists/not_exists, booleans → is_true/is_false,
-/// numbers → number comparisons on properties/traits/context.
+/// The special forms of docs/mappings.md#syntax: null → exists/not_exists, booleans →
+/// is_true/is_false, numbers → number comparisons on properties/traits/context.
 fn rewrite(field: &Field, op: &str, value: &Tok) -> Result<Op, FqlError> {
     let nested = matches!(
         field,

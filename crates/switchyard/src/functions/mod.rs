@@ -1,4 +1,4 @@
-//! Source functions (SPEC §6, reference §2): Segment's `onRequest(request, settings)` run in
+//! Source functions (docs/functions.md): Segment's `onRequest(request, settings)` run in
 //! embedded QuickJS (rquickjs).
 //!
 //! - `prelude.js`: the globals Segment's runtime provides (Segment.*, error classes, URL,
@@ -41,7 +41,7 @@ pub struct FnRequest {
     pub url: String,
 }
 
-/// How a run ended when it did not succeed; decides the HTTP answer (SPEC §6).
+/// How a run ended when it did not succeed; decides the HTTP answer (docs/functions.md#outcomes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -85,7 +85,7 @@ impl FnError {
         }
     }
 
-    /// Classifies a thrown error by its class name (reference §2.4).
+    /// Classifies a thrown error by its class name (docs/functions.md#outcomes).
     pub fn named(name: &str, message: String) -> FnError {
         let kind = match name {
             "ValidationError" => ErrorKind::Validation,
@@ -165,7 +165,7 @@ impl Settled {
     /// actually arrived.
     fn into_outcome(self) -> Outcome {
         let logs = bounded_logs(self.logs);
-        // A failed run emits nothing (SPEC §6), but its console output is kept.
+        // A failed run emits nothing (docs/functions.md#outcomes), but its console output is kept.
         if !self.ok {
             let mut e = FnError::named(&self.name, self.message);
             e.stack = self.stack;

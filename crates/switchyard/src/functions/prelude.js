@@ -1,4 +1,4 @@
-// The globals a Segment source function expects (reference/segment-compat.md §2.1–§2.4),
+// The globals a Segment source function expects (docs/functions.md#globals),
 // evaluated once per context before the function's own code. Host services arrive on
 // `__host` (base64, UUIDs, fetch, timers) and are hidden again before user code runs.
 (function (g) {
@@ -10,7 +10,7 @@
   const stringify = JSON.stringify;
   const assign = Object.assign;
 
-  // ---- error classes (§2.4) ------------------------------------------------------------
+  // ---- error classes (docs/functions.md#outcomes) --------------------------------------
   function errorClass(name) {
     const C = class extends Error {
       constructor(message) {
@@ -254,7 +254,7 @@
     },
   });
 
-  // ---- Segment.* (emulator rules, §2.3) -------------------------------------------------------
+  // ---- Segment.* (emulator rules, docs/functions.md#globals) ----------------------------------
   let events = [];
   let objects = [];
   // Indexes of emitted events without a messageId: the host gives them a deterministic one.

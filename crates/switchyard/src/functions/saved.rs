@@ -1,4 +1,4 @@
-//! Segment's function editor "Run" (SPEC §5): a saved request in, the emitted events,
+//! Segment's function editor "Run" (docs/functions.md): a saved request in, the emitted events,
 //! console output and error out, nothing stored. Shared by `switchyard test-function` and
 //! `POST /api/v1/sources/{id}/test-function`.
 

@@ -1,4 +1,4 @@
-//! Admin auth for `/api`, `/metrics` (and later `/ui`), SPEC §4:
+//! Admin auth for `/api`, `/metrics` (and later `/ui`), docs/security.md#admin-auth:
 //! - with `admin_token`: `Authorization: Bearer <token>`, compared in constant time;
 //! - without: only on a loopback listener, and only for requests whose `Host` is a loopback
 //!   name and whose `Origin`, if any, is the server itself (DNS rebinding and CSRF); a

@@ -1,4 +1,4 @@
-//! Write-key authentication for the Tracking API (reference §1.2): the Basic username, with
+//! Write-key authentication for the Tracking API (docs/wire.md#write-key): the Basic username, with
 //! or without the trailing colon, or `writeKey` in the body. Header first; both present and
 //! different is a conflict. Every failure is a 401.
 

@@ -11,7 +11,7 @@ use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
 
 use crate::http::ApiError;
 
-/// A request body may be this large once decompressed (SPEC §4).
+/// A request body may be this large once decompressed (docs/wire.md#limits).
 pub const MAX_BODY_BYTES: usize = 512_000;
 
 pub async fn read(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {

@@ -1,6 +1,6 @@
 //! The Segment HTTP Tracking API (`/v1/*`): read the body, authenticate the write key,
 //! normalise each event, and answer only once the group commit holding the request is
-//! durable. Per-event rejections never fail the request (SPEC §2 status codes).
+//! durable. Per-event rejections never fail the request (docs/wire.md#answers).
 
 mod auth;
 pub mod body;

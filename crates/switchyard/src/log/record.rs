@@ -31,7 +31,7 @@ pub enum Kind {
     /// never written to the log.
     Unverified = 4,
     /// A `Segment.set` object (`{collection, id, properties}`): read by warehouse
-    /// destinations only, never shown in the debugger (reference §2.3).
+    /// destinations only, never shown in the debugger (docs/functions.md#globals).
     Object = 5,
 }
 

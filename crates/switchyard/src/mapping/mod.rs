@@ -1,4 +1,4 @@
-//! The mapping-kit: Segment's declarative payload mappings (reference §4.6–§4.9).
+//! The mapping-kit: Segment's declarative payload mappings (docs/mappings.md#mapping-kit).
 //!
 //! `Mapping::compile` validates at config time (every error carries its path inside the
 //! mapping); `Mapping::evaluate` resolves against an event. Where Segment's JavaScript has
@@ -54,8 +54,8 @@ mod segment_cases;
 #[cfg(test)]
 mod tests;
 
-/// One answer of Segment's "Test Mapping" (SPEC §5): `switchyard test-mapping` and
-/// `POST /api/v1/test-mapping`.
+/// One answer of Segment's "Test Mapping" (docs/mappings.md#test-mapping): `switchyard
+/// test-mapping` and `POST /api/v1/test-mapping`.
 #[derive(Debug, serde::Serialize, PartialEq)]
 pub struct TestResult {
     pub matched: bool,

@@ -1,4 +1,4 @@
-//! Path lookup as mapping-kit's `get` does it (reference §4.7, §4.9), and JavaScript's string
+//! Path lookup as mapping-kit's `get` does it (docs/mappings.md#paths), and JavaScript's string
 //! conversion, which `@template` and `@if` need.
 
 use std::borrow::Cow;

@@ -1,4 +1,4 @@
-//! Resolving a validated mapping against an input (reference §4.6, §4.8). `None` is
+//! Resolving a validated mapping against an input (docs/mappings.md#directives). `None` is
 //! JavaScript's `undefined`: dropped from objects, a `null` hole in arrays.
 
 use serde_json::{Map, Value};

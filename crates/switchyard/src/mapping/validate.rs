@@ -1,6 +1,6 @@
-//! Mapping validation before anything runs (reference §4.6, §4.8 "Validation schema"), with
-//! our stricter choices (§4.9): we also look inside arrays, enum values are case-sensitive,
-//! `@merge.direction` is required, and `@liquid` is refused.
+//! Mapping validation before anything runs (docs/mappings.md#mapping-kit), with our stricter
+//! choices (docs/divergences.md, "Mapping-kit"): we also look inside arrays, enum values are
+//! case-sensitive, `@merge.direction` is required, and `@liquid` is refused.
 
 use serde_json::{Map, Value};
 

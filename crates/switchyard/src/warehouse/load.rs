@@ -1,4 +1,4 @@
-//! Loading one micro-batch into Postgres (reference §5.4, issue 5 "Loading").
+//! Loading one micro-batch into Postgres (docs/destinations.md#loading).
 //!
 //! 1. Schema (`schema.rs`): tables, their standard columns (`standard.rs`) and columns missing
 //!    from the cache are created under an advisory lock on the schema, then re-read: a column

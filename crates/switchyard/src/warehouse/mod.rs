@@ -1,4 +1,4 @@
-//! The `postgres` destination: Segment's warehouse layout (reference §5).
+//! The `postgres` destination: Segment's warehouse layout (docs/destinations.md#warehouse).
 //!
 //! - `snake.rs`: go-snakecase, for schema, table and column names.
 //! - `rows.rs`: one event → its rows (standard columns, flattened context and properties,

@@ -1,8 +1,8 @@
-//! One normalised event → the warehouse rows it makes (reference §5.1–§5.4): standard
-//! columns, flattened `context_*`, and properties or traits as snake_case columns, each value
-//! with the type its JSON suggests. Arrays become JSON text; nulls make no column; a property
-//! that collides with a standard column is dropped; of two keys that snake to the same
-//! column, the later wins.
+//! One normalised event → the warehouse rows it makes (docs/destinations.md#warehouse): standard
+//! columns, flattened `context_*`, and properties or traits as snake_case columns, each value with
+//! the type its JSON suggests. Arrays become JSON text; nulls make no column; a property that
+//! collides with a standard column is dropped; of two keys that snake to the same column, the later
+//! wins.
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
@@ -13,7 +13,7 @@ use super::standard::TableKind;
 /// Postgres truncates identifiers to 63 bytes; we do it first so names stay predictable.
 pub const MAX_NAME: usize = 63;
 
-/// Segment's logical types and the Postgres types they become (§5.4).
+/// Segment's logical types and the Postgres types they become (docs/destinations.md#types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ColType {
     Timestamp,
@@ -318,8 +318,8 @@ pub fn rows_for(ev: &Map<String, Value>, uuid_ts: &str) -> Vec<Row> {
     }
 }
 
-/// A `Segment.set` object → a row of `<collection>`, keyed by its id (reference §5.1
-/// [our choice]). `received_at` is when the function's request arrived.
+/// A `Segment.set` object → a row of `<collection>`, keyed by its id
+/// (docs/destinations.md#layout). `received_at` is when the function's request arrived.
 pub fn object_row(obj: &Map<String, Value>, received_at: &str, uuid_ts: &str) -> Option<Row> {
     let collection = obj.get("collection").and_then(Value::as_str)?;
     let id = obj.get("id").and_then(Value::as_str)?;
@@ -344,8 +344,8 @@ pub fn object_row(obj: &Map<String, Value>, received_at: &str, uuid_ts: &str) ->
     })
 }
 
-/// `users`: one row per user id (§5.1): `id` is the user id, then `received_at`, `uuid_ts`
-/// and the identify's traits; no `anonymous_id` or context.
+/// `users`: one row per user id (docs/destinations.md#layout): `id` is the user id, then
+/// `received_at`, `uuid_ts` and the identify's traits; no `anonymous_id` or context.
 fn user_row(
     standard: &IndexMap<String, Cell>,
     identify: &IndexMap<String, Cell>,

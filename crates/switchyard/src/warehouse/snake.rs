@@ -1,9 +1,8 @@
-//! Segment's warehouse names: go-snakecase (reference §5.3), ASCII only. A name already in
-//! snake form is kept; otherwise the accepted prefix is kept and the rest is cut into words
-//! (`[A-Z0-9]*[a-z0-9]*`, every other byte a separator), lower-cased and joined by `_`. Where
-//! the fast scan stopped on an upper-case letter with no lower-case letter since the last
-//! `_`, the first word is glued to the prefix (`5TEst` → `5test`, `CStringRef` →
-//! `cstring_ref`).
+//! Segment's warehouse names: go-snakecase (docs/destinations.md#names), ASCII only. A name already
+//! in snake form is kept; otherwise the accepted prefix is kept and the rest is cut into words
+//! (`[A-Z0-9]*[a-z0-9]*`, every other byte a separator), lower-cased and joined by `_`. Where the
+//! fast scan stopped on an upper-case letter with no lower-case letter since the last `_`, the
+//! first word is glued to the prefix (`5TEst` → `5test`, `CStringRef` → `cstring_ref`).
 
 pub fn snakecase(s: &str) -> String {
     let b = s.as_bytes();
@@ -72,7 +71,7 @@ mod tests {
 
     use super::snakecase;
 
-    /// All 32 pairs of go-snakecase's `snake_test.go` (reference §5.3).
+    /// All 32 pairs of go-snakecase's own `snake_test.go`.
     const VECTORS: [(&str, &str); 32] = [
         ("@49L0S145_¬fwHƒ0TSLNVp", "49l0s145_fw_h_0tslnvp"),
         ("lk0B@bFmjrLQ_Z6YL", "lk0_b_b_fmjr_lq_z6yl"),

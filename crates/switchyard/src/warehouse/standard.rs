@@ -1,7 +1,8 @@
-//! The columns every table of a kind has from its first day (reference §5.2), whether or not
-//! the events so far carried the field, so that models written against Segment's schema (the
-//! dbt-segment package's page views, for one) run before the first event that has them. They
-//! are created with the table, with these types, and added to a table that lacks them.
+//! The columns every table of a kind has from its first day
+//! (docs/destinations.md#standard-columns), whether or not the events so far carried the field, so
+//! that models written against Segment's schema (the dbt-segment package's page views, for one) run
+//! before the first event that has them. They are created with the table, with these types, and
+//! added to a table that lacks them.
 
 use super::lattice::{Need, Needs};
 use super::rows::ColType::{self, Text, Timestamp};

@@ -12,7 +12,7 @@ use crate::http::ApiError;
 use crate::ingest;
 use crate::log::record::{Entry, Kind};
 
-/// SPEC §6: an emitted event without a messageId gets `fn-` + hex sha256 over source, raw
+/// An emitted event without a messageId gets `fn-` + hex sha256 over source, raw
 /// body and emit index, so a retry (ours or the caller's) dedupes.
 pub fn function_message_id(source: &str, body: &[u8], index: usize) -> String {
     let mut h = Sha256::new();

@@ -1,9 +1,8 @@
-//! Knock-style idempotency (reference §6.1). A key is scoped by source, environment and
-//! event type; only successful executions are recorded; a replay inside the window is
-//! answered 2xx and does nothing. Keys live in memory (bounded) and are saved to
-//! `webhooks.redb` about once a second, so a restart keeps them. A key is claimed while its
-//! request runs: a second request with the same key meanwhile is answered 409 with
-//! `Retry-After`, instead of running twice.
+//! Knock-style idempotency (docs/sources.md#idempotency). A key is scoped by source, environment
+//! and event type; only successful executions are recorded; a replay inside the window is answered
+//! 2xx and does nothing. Keys live in memory (bounded) and are saved to `webhooks.redb` about once
+//! a second, so a restart keeps them. A key is claimed while its request runs: a second request
+//! with the same key meanwhile is answered 409 with `Retry-After`, instead of running twice.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;

@@ -1,4 +1,4 @@
-//! Webhook sources (SPEC §3b, §4, §6): `POST /webhooks/{id}` and `/webhooks/{id}/{token}`.
+//! Webhook sources (docs/sources.md): `POST /webhooks/{id}` and `/webhooks/{id}/{token}`.
 //!
 //! Order: authenticate (signature and/or token) → admission → idempotency → the source's
 //! function (`functions/`) or the body passed through as Segment events → the HTTP API's
@@ -274,7 +274,7 @@ fn request_key(call: &Call<'_>, path: &[String], body: &[u8]) -> Option<idempote
     }
 }
 
-/// The answer for a run that failed (SPEC §6), shown in the debugger too.
+/// The answer for a run that failed (docs/functions.md#outcomes), shown in the debugger too.
 fn failure(
     call: &Call<'_>,
     kind: ErrorKind,

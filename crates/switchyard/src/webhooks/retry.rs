@@ -1,7 +1,7 @@
-//! `RetryError` (SPEC §6): the request is stored durably before the caller gets 202, then
-//! re-run with `functions.retry` (6 attempts in all by default; the first delay is random in
-//! [initial, 3×initial], doubling after, capped at `max`). A run that still fails, or fails
-//! with anything but `RetryError` or a timeout, moves to the source's function dead letters.
+//! `RetryError` (docs/functions.md#outcomes): the request is stored durably before the caller gets
+//! 202, then re-run with `functions.retry` (6 attempts in all by default; the first delay is random
+//! in [initial, 3×initial], doubling after, capped at `max`). A run that still fails, or fails with
+//! anything but `RetryError` or a timeout, moves to the source's function dead letters.
 
 use std::time::Duration;
 
@@ -34,10 +34,10 @@ fn message(outcome: &Outcome) -> String {
         .map_or_else(String::new, |e| format!("{}: {}", e.name, e.message))
 }
 
-/// Stores the request of a run that threw `RetryError`; 202 once it is durable. What is
-/// stored keeps no secret (SPEC §3b): secret-bearing headers and the body's top-level
-/// `writeKey` are dropped, and the source's token in the URL is redacted, so a re-run sees
-/// the request without them.
+/// Stores the request of a run that threw `RetryError`; 202 once it is durable. What is stored
+/// keeps no secret (docs/security.md#secrets): secret-bearing headers and the body's top-level
+/// `writeKey` are dropped, and the source's token in the URL is redacted, so a re-run sees the
+/// request without them.
 pub(super) fn store_first(
     call: &Call<'_>,
     req: &FnRequest,

@@ -1,6 +1,6 @@
-//! The `writeKey` a webhook body may carry (a Segment SDK's or a Segment destination's body)
-//! is a secret (SPEC §3b): a stored raw request drops it, and what a run shows (its console
-//! output and error, the stored reason) has its value redacted.
+//! The `writeKey` a webhook body may carry (a Segment SDK's or a Segment destination's body) is a
+//! secret (docs/security.md#secrets): a stored raw request drops it, and what a run shows (its
+//! console output and error, the stored reason) has its value redacted.
 //!
 //! Only the top level is touched: the key of a JSON object body, and of each object element
 //! of a JSON array body. Any other body is left byte for byte.

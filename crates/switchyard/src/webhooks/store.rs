@@ -38,7 +38,7 @@ fn unschedule(txn: &redb::WriteTransaction, id: u64) -> Result<(), StoreError> {
 }
 
 /// A webhook request kept for a later function run. Secret-bearing headers and the body's
-/// top-level `writeKey` are dropped before it is stored (SPEC §3b; `secrets.rs`).
+/// top-level `writeKey` are dropped before it is stored (docs/security.md#secrets; `secrets.rs`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StoredRequest {
     #[serde(default)]

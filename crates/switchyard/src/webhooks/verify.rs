@@ -1,6 +1,6 @@
-//! Authenticating a webhook request before anything else runs (SPEC §3b): the signature
-//! (`verify`) over the exact raw body, and/or the source token from the path, `?token=` or
-//! `Authorization: Bearer`. Every comparison is constant-time; each failure has a reason.
+//! Authenticating a webhook request before anything else runs (docs/sources.md#authentication): the
+//! signature (`verify`) over the exact raw body, and/or the source token from the path, `?token=`
+//! or `Authorization: Bearer`. Every comparison is constant-time; each failure has a reason.
 
 use axum::http::HeaderMap;
 use base64::Engine;
@@ -147,8 +147,8 @@ fn signature(v: &Verify, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(
     }
 }
 
-/// Segment signs a batch by its first element only (reference §3.3): for an array body,
-/// the first element's raw bytes are what the signature covers.
+/// Segment signs a batch by its first element only (docs/sources.md#signature-schemes): for an
+/// array body, the first element's raw bytes are what the signature covers.
 fn segment_signed_bytes(body: &[u8], allow_tail: bool) -> Result<&[u8], String> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'[') {

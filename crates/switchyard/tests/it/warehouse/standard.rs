@@ -1,6 +1,6 @@
-//! Standard columns (reference §5.2): every table of a kind has them from its first event,
-//! at Segment's types, even when no event so far carried the field, so models written
-//! against Segment's schema run on the first day; tables made before lacking them get them.
+//! Standard columns (docs/destinations.md#standard-columns): every table of a kind has them from
+//! its first event, at Segment's types, even when no event so far carried the field, so models
+//! written against Segment's schema run on the first day; tables made before lacking them get them.
 
 use hyper::StatusCode;
 use serde_json::json;
