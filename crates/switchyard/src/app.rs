@@ -256,7 +256,8 @@ async fn serve(
     Ok(())
 }
 
-/// Refreshes free disk space, reclaims log space, updates gauges.
+/// Refreshes free disk space, reclaims log space, updates gauges. The tick is only cadence;
+/// every decision in it (idempotency pruning, retention by age) takes `now` from the clock.
 async fn housekeeping(state: AppState, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
@@ -288,6 +289,7 @@ async fn housekeeping(state: AppState, cancel: CancellationToken) {
                 s.log.dedupe_checkpoint(),
                 storage.retention_max_age,
                 storage.retention_max_bytes,
+                now,
             )
         })
         .await;
