@@ -1,7 +1,7 @@
 //! Issue 12 item 5: time that decides behaviour comes from the injected clock, so a test
 //! moves time instead of waiting for it: a function re-run (`RetryError`) an hour away, the
-//! `receivedAt` ingest stamps, the dedupe window, a source's rate limit, and the log's
-//! `retention.max_age`.
+//! `receivedAt` ingest stamps, the dedupe window, a source's rate limit, the log's
+//! `retention.max_age`, and the backlog age `inspect` shows.
 
 use std::time::Duration;
 
@@ -213,6 +213,46 @@ async fn retention_max_age_is_decided_by_the_injected_clock() {
         assert!(
             std::time::Instant::now() < deadline,
             "sealed segments were never reclaimed: {before} then {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_shows_backlog_age_by_the_injected_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The destination cannot write (its directory is a file), so its backlog stays.
+    std::fs::write(d.join("blocker"), b"").unwrap();
+    let yaml = format!(
+        r#"
+server: {{ listen: 127.0.0.1:0, data_dir: "{dir}", min_free_disk: 1MiB }}
+sources:
+  - {{ id: web, type: http_api, write_keys: {{ production: {KEY} }} }}
+destinations:
+  - {{ id: stuck, type: file, start: earliest, settings: {{ path: "{dir}/blocker/events.jsonl" }} }}
+"#,
+        dir = d.display()
+    );
+    let clock = ManualClock::new(T0_MS);
+    let app = TestApp::start_with_clock(d, &yaml, clock.clone()).await;
+    assert_eq!(
+        app.post_json("/v1/track", &track("old-1")).await.0,
+        StatusCode::OK
+    );
+    clock.advance(Duration::from_secs(90));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, report) = app.get("/api/v1/inspect").await;
+        let stuck = &report["destinations"][0];
+        if stuck["oldest_pending_age_s"] == 90 {
+            assert_eq!(stuck["oldest_unconsumed"], T0, "{report}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the age never followed the clock: {report}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
