@@ -47,6 +47,7 @@ fn switchyard_log(dir: &std::path::Path, group: u64) -> Duration {
         queue_bytes: 256 << 20,
         dedupe_window: Duration::from_secs(86_400),
         dedupe_max_keys: 10_000_000,
+        clock: Arc::new(switchyard::clock::SystemClock),
     };
     let (log, _) = Log::open(dir, &opts, Arc::new(Metrics::new()), |_| {}).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()

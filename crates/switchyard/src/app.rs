@@ -51,7 +51,8 @@ pub async fn run(
     run_with_clock(config, listener, shutdown, Arc::new(SystemClock)).await
 }
 
-/// `run` with the delivery engine's clock injected (tests move it by hand).
+/// `run` with the server's clock injected (tests move it by hand): every decision by the
+/// time of day takes `now` from it (see `clock.rs`).
 pub async fn run_with_clock(
     config: Config,
     listener: TcpListener,
@@ -63,7 +64,7 @@ pub async fn run_with_clock(
         .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
     let _lock = lock_data_dir(&data_dir)?;
     let metrics = Arc::new(Metrics::new());
-    let (log, recovery, recent) = open_log(&config, metrics.clone()).await?;
+    let (log, recovery, recent) = open_log(&config, metrics.clone(), clock.clone()).await?;
     tracing::info!(
         next_seq = recovery.next_seq,
         segments = recovery.segments,
@@ -207,6 +208,7 @@ fn destination_tasks(
 async fn open_log(
     config: &Config,
     metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(Log, crate::log::Recovery, RecentStore)> {
     let opts = LogOptions {
         segment_bytes: config.storage.segment_bytes,
@@ -215,6 +217,7 @@ async fn open_log(
         queue_bytes: config.storage.queue_bytes,
         dedupe_window: config.dedupe.window,
         dedupe_max_keys: config.dedupe.max_keys,
+        clock,
     };
     let recent = RecentStore::new(
         config.sources.iter().map(|s| s.id.as_str()),
@@ -261,7 +264,8 @@ async fn serve(
     Ok(())
 }
 
-/// Refreshes free disk space, reclaims log space, updates gauges.
+/// Refreshes free disk space, reclaims log space, updates gauges. The tick is only cadence;
+/// every decision in it (idempotency pruning, retention by age) takes `now` from the clock.
 async fn housekeeping(state: AppState, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
@@ -293,6 +297,7 @@ async fn housekeeping(state: AppState, cancel: CancellationToken) {
                 s.log.dedupe_checkpoint(),
                 storage.retention_max_age,
                 storage.retention_max_bytes,
+                now,
             )
         })
         .await;

@@ -1,4 +1,10 @@
-//! Time for the delivery engine, injectable so tests can move it instead of sleeping.
+//! The server's one clock, for every decision that depends on the time of day: the
+//! `receivedAt` stamped at ingest, dedupe and idempotency windows, source rate limits,
+//! delivery and function retries, backlog and log retention ages, and the ages `inspect`
+//! shows. `app::run_with_clock` injects it, so tests move time instead of sleeping.
+//!
+//! Durations that only measure or bound work (latency metrics, commit windows, function CPU
+//! deadlines, shutdown deadlines) stay on `Instant`: they decide nothing by the time of day.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +20,16 @@ pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> i64;
     /// Resolves once `now_ms() >= at_ms`.
     fn sleep_until(&self, at_ms: i64) -> Sleep;
+    /// `now_ms` as a UTC date-time, e.g. for `receivedAt` (which shows milliseconds).
+    fn now_utc(&self) -> time::OffsetDateTime {
+        utc(self.now_ms())
+    }
+}
+
+/// Milliseconds since the Unix epoch as a UTC date-time (the epoch itself if out of range).
+pub fn utc(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 pub struct SystemClock;
@@ -72,5 +88,13 @@ mod tests {
             .expect("woken")
             .unwrap();
         assert_eq!(clock.now_ms(), 61_000);
+    }
+
+    #[test]
+    fn now_utc_is_now_ms_as_a_date_time() {
+        let clock = ManualClock::new(1_700_000_000_123);
+        let t = clock.now_utc();
+        assert_eq!((t.unix_timestamp(), t.millisecond()), (1_700_000_000, 123));
+        assert_eq!(utc(i64::MAX), time::OffsetDateTime::UNIX_EPOCH);
     }
 }

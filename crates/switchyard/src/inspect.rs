@@ -79,6 +79,9 @@ pub struct Live {
     pub end: Position,
     pub next_seq: u64,
     pub problems: Vec<String>,
+    /// The server's clock (`clock.rs`), so that the ages shown are the ones its backlog caps
+    /// decide by.
+    pub now_ms: i64,
 }
 
 pub fn report(
@@ -95,11 +98,12 @@ pub fn report(
         sizes.push((b, len));
         bytes += len;
     }
-    let (end, next_seq, mut problems, mode) = match live {
-        Some(l) => (l.end, l.next_seq, l.problems, "live"),
+    let (end, next_seq, mut problems, mode, now_ms) = match live {
+        Some(l) => (l.end, l.next_seq, l.problems, "live", l.now_ms),
         None => {
+            // Offline, no server runs: the ages are the wall clock's.
             let (end, next_seq, problems) = full_scan(&log_dir, &bases)?;
-            (end, next_seq, problems, "full")
+            (end, next_seq, problems, "full", crate::event::now_ms())
         }
     };
     let quarantined_files = fs::read_dir(log_dir.join("quarantine"))
@@ -112,13 +116,17 @@ pub fn report(
             problems.push(format!("the cursor of destination {id} is unreadable: {e}"));
             None
         });
+        let at = Tail {
+            end,
+            next_seq,
+            now_ms,
+        };
         dests.push(destination(
             &log_dir,
             &sizes,
             id,
             cursor,
-            end,
-            next_seq,
+            at,
             last_error.clone(),
         )?);
     }
@@ -140,15 +148,27 @@ pub fn report(
     })
 }
 
+/// The committed end of the log and the time a report is made at.
+#[derive(Clone, Copy)]
+struct Tail {
+    end: Position,
+    next_seq: u64,
+    now_ms: i64,
+}
+
 fn destination(
     log_dir: &Path,
     sizes: &[(u64, u64)],
     id: &str,
     cursor: Option<CursorState>,
-    end: Position,
-    next_seq: u64,
+    at: Tail,
     last_error: Option<String>,
 ) -> io::Result<DestinationReport> {
+    let Tail {
+        end,
+        next_seq,
+        now_ms,
+    } = at;
     let Some(c) = cursor else {
         return Ok(DestinationReport {
             id: id.into(),
@@ -163,8 +183,7 @@ fn destination(
         .read(end, 1, 1)?
         .first()
         .map(|r| r.record.entry.received_ms);
-    let oldest_pending_age_s =
-        oldest.map(|ms| (crate::event::now_ms().saturating_sub(ms).max(0) / 1000) as u64);
+    let oldest_pending_age_s = oldest.map(|ms| (now_ms.saturating_sub(ms).max(0) / 1000) as u64);
     let oldest_unconsumed = oldest
         .and_then(|ms| {
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()

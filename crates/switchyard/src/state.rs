@@ -65,7 +65,7 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(p: Parts) -> AppState {
-        let admission = Admission::new(&p.config);
+        let admission = Admission::new(&p.config, p.clock.now_ms());
         AppState(Arc::new(Inner {
             config: p.config,
             log: p.log,

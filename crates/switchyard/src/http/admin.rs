@@ -80,6 +80,7 @@ pub async fn inspect(State(state): State<AppState>) -> Result<Json<inspect::Repo
         end: committed.end,
         next_seq: committed.next_seq,
         problems,
+        now_ms: state.clock.now_ms(),
     };
     let dests: Vec<_> = state
         .destinations

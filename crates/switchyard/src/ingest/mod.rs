@@ -72,7 +72,9 @@ pub async fn ingest(
         return Ok(success);
     }
     state.check_accepting()?;
-    let received_at = time::OffsetDateTime::now_utc();
+    // The request's one clock read: its events' receivedAt and its rate-limit decision.
+    let received_ms = state.clock.now_ms();
+    let received_at = crate::clock::utc(received_ms);
     let bytes = body::read(&headers, body).await?;
     // serde would also read a struct from an array, by position; a body must be an object.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -109,7 +111,9 @@ pub async fn ingest(
                 .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?,
         ],
     };
-    state.admission.admit(&state, source, elements.len())?;
+    state
+        .admission
+        .admit(&state, source, elements.len(), received_ms)?;
     state
         .metrics
         .ingest_bytes

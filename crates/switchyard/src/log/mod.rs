@@ -26,6 +26,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{oneshot, watch};
 
+use crate::clock::Clock;
 use crate::dedupe::DedupeIndex;
 use crate::telemetry::Metrics;
 use record::{Entry, Kind, Record};
@@ -49,7 +50,7 @@ pub struct Committed {
     pub next_seq: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LogOptions {
     pub segment_bytes: u64,
     pub commit_window: Duration,
@@ -57,6 +58,9 @@ pub struct LogOptions {
     pub queue_bytes: u64,
     pub dedupe_window: Duration,
     pub dedupe_max_keys: u64,
+    /// The server's clock: which dedupe buckets have left the window is decided by it (a
+    /// key's own time is its record's `received_ms`, stamped at ingest by the same clock).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// State shared between the handle and the writer thread.
@@ -142,7 +146,7 @@ impl Log {
         let next_seq = scan.last_seq.map_or(base, |s| s + 1);
         recovery.next_seq = next_seq;
 
-        let now = crate::event::now_ms();
+        let now = opts.clock.now_ms();
         let mut dedupe = DedupeIndex::open(
             &dir.join("dedupe"),
             opts.dedupe_window.as_millis() as i64,
@@ -180,6 +184,7 @@ impl Log {
             segment_bytes: opts.segment_bytes,
             commit_window: opts.commit_window,
             dedupe,
+            clock: opts.clock.clone(),
             torn: false,
             committed: committed_tx,
             shared: shared.clone(),

@@ -1,6 +1,11 @@
 //! Reclaiming log space. A sealed segment may be deleted only when every destination cursor
 //! has passed it and the dedupe checkpoint covers it; retention (`storage.retention`) then
 //! decides when: once it is older than `max_age`, or while the log is over `max_bytes`.
+//!
+//! A segment's age is the injected clock's `now_ms` minus the segment file's mtime: a sealed
+//! segment is never written again, so its mtime is when it was sealed, and no new file or
+//! format is needed. The age is decided by the server's clock (`clock.rs`), so a test that
+//! starts a manual clock at the wall-clock time and moves it ages the segments with it.
 
 use std::fs;
 use std::io;
@@ -16,18 +21,22 @@ pub struct Reclaimed {
     pub remaining_bytes: u64,
 }
 
+/// Deletes the sealed segments that every cursor and the dedupe checkpoint have passed and
+/// that retention lets go, oldest first; `now_ms` is the server's clock.
 pub fn reclaim(
     log_dir: &Path,
     min_cursor: Position,
     dedupe_checkpoint: Option<u64>,
     max_age: Duration,
     max_bytes: u64,
+    now_ms: i64,
 ) -> io::Result<Reclaimed> {
     let bases = segment::list_segments(log_dir)?;
     let mut sizes = Vec::with_capacity(bases.len());
     for &b in &bases {
         let meta = fs::metadata(segment::segment_path(log_dir, b))?;
-        sizes.push((meta.len(), meta.modified().unwrap_or(SystemTime::now())));
+        let age = meta.modified().map_or(Duration::ZERO, |m| age(m, now_ms));
+        sizes.push((meta.len(), age));
     }
     let mut total: u64 = sizes.iter().map(|(len, _)| len).sum();
     let mut out = Reclaimed::default();
@@ -39,8 +48,8 @@ pub fn reclaim(
         if !passed || !covered {
             break;
         }
-        let (len, modified) = sizes[i];
-        let expired = modified.elapsed().unwrap_or_default() >= max_age;
+        let (len, age) = sizes[i];
+        let expired = age >= max_age;
         if !expired && total <= max_bytes {
             break;
         }
@@ -54,4 +63,27 @@ pub fn reclaim(
     }
     out.remaining_bytes = total;
     Ok(out)
+}
+
+/// How long before `now_ms` the file was last modified; zero for an mtime in the future (or
+/// unreadable), as before: a segment of unknown age is not expired by age.
+fn age(modified: SystemTime, now_ms: i64) -> Duration {
+    let mtime_ms = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64);
+    Duration::from_millis(now_ms.saturating_sub(mtime_ms).max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_is_the_clock_minus_the_mtime_and_never_negative() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
+        assert_eq!(age(at, 1_700_000_060_000), Duration::from_secs(60));
+        assert_eq!(age(at, 1_699_999_000_000), Duration::ZERO);
+        let before_epoch = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(age(before_epoch, 1_000), Duration::from_secs(1));
+    }
 }

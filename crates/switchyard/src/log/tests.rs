@@ -16,6 +16,7 @@ pub fn opts() -> LogOptions {
         queue_bytes: 64 << 20,
         dedupe_window: Duration::from_secs(86_400),
         dedupe_max_keys: 1_000_000,
+        clock: Arc::new(crate::clock::SystemClock),
     }
 }
 

@@ -25,6 +25,7 @@ use tokio::sync::{oneshot, watch};
 use super::record::{self, Entry, Kind};
 use super::segment::{self, Position};
 use super::{Committed, LogError, Shared};
+use crate::clock::Clock;
 use crate::dedupe::DedupeIndex;
 
 /// Stop gathering once a group holds this many bytes.
@@ -49,6 +50,8 @@ pub struct Writer {
     pub segment_bytes: u64,
     pub commit_window: Duration,
     pub dedupe: DedupeIndex,
+    /// Decides when dedupe buckets expire (`LogOptions::clock`).
+    pub clock: Arc<dyn Clock>,
     /// A failed write may have left bytes past `len`; cut before the next append.
     pub torn: bool,
     pub committed: watch::Sender<Committed>,
@@ -265,7 +268,7 @@ impl Writer {
     }
 
     fn sync_dedupe(&mut self) {
-        let now_ms = crate::event::now_ms();
+        let now_ms = self.clock.now_ms();
         let covered = self.next_seq.checked_sub(1);
         if covered.is_some() && covered == self.dedupe.checkpoint() {
             return;

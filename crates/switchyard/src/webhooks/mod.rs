@@ -152,7 +152,7 @@ async fn handle(
         state: &state,
         id: &id,
         src,
-        received_at: time::OffsetDateTime::now_utc(),
+        received_at: state.clock.now_utc(),
     };
     let bytes = ingest::body::read_limited(&headers, body, state.config.functions.max_body).await?;
     let presented = verify::Presented {
@@ -168,7 +168,7 @@ async fn handle(
         );
         return Err(ApiError::unauthorized("unverified", reason));
     }
-    state.admission.admit(&state, &id, 1)?;
+    state.admission.admit(&state, &id, 1, call.received_ms())?;
     if src.function.is_some() {
         let req = Arc::new(FnRequest {
             body: String::from_utf8_lossy(&bytes).into_owned(),

@@ -141,7 +141,7 @@ async fn rerun(state: &AppState, mut r: StoredRequest) -> Result<(), ApiError> {
     };
     let received_at =
         time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.received_ms) * 1_000_000)
-            .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+            .unwrap_or_else(|_| state.clock.now_utc());
     let call = Call {
         state,
         id: &r.source,

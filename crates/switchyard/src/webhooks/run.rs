@@ -61,7 +61,7 @@ fn log_run(
     call.state.webhooks.logs.push(
         call.id,
         RunLog {
-            at_ms: crate::event::now_ms(),
+            at_ms: call.state.clock.now_ms(),
             outcome: label,
             duration_ms: outcome.duration.as_secs_f64() * 1000.0,
             events: outcome.events.len(),

@@ -20,6 +20,7 @@ pub fn write(dir: &Path, records: &[(Kind, &str, &str)]) {
         queue_bytes: 64 << 20,
         dedupe_window: Duration::from_secs(86_400),
         dedupe_max_keys: 1000,
+        clock: Arc::new(switchyard::clock::SystemClock),
     };
     let metrics = Arc::new(switchyard::telemetry::Metrics::new());
     let (log, _) = Log::open(dir, &opts, metrics, |_| {}).expect("open the log");

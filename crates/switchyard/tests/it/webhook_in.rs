@@ -9,6 +9,7 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use hyper::StatusCode;
 use serde_json::{Value, json};
+use switchyard::clock::ManualClock;
 
 use crate::harness::*;
 
@@ -227,7 +228,9 @@ async fn idempotency_by_key_window_and_disable() {
         }
     };
     // A custom key path: two messageIds, one order id → the second is an idempotent replay.
-    let app = TestApp::start_with(d, &yaml(d, "{ key: properties.order_id, window: 1s }")).await;
+    let clock = ManualClock::new(switchyard::event::now_ms());
+    let yaml_1s = yaml(d, "{ key: properties.order_id, window: 1s }");
+    let app = TestApp::start_with_clock(d, &yaml_1s, clock.clone()).await;
     let order = |mid: &str, id: Value| track(mid, json!({"properties": {"order_id": id}}));
     assert_eq!(
         post(&app, order("k-1", json!("o-1"))).await,
@@ -247,8 +250,9 @@ async fn idempotency_by_key_window_and_disable() {
     assert_eq!(post(&app, order("k-4", json!(7))).await.1, 1);
     assert_eq!(post(&app, order("k-5", json!("x".repeat(256)))).await.1, 1);
     assert_eq!(post(&app, order("k-6", json!("x".repeat(256)))).await.1, 1);
-    // After the window, the key is new again.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // After the window (on the server's clock, moved instead of waited for), the key is
+    // new again.
+    clock.advance(Duration::from_millis(1100));
     assert_eq!(post(&app, order("k-7", json!("o-1"))).await.1, 1);
     app.stop().await;
     // Disabled: the same order id twice is processed twice.
