@@ -6,8 +6,10 @@
 //! complete out of order), `plan.rs` (a logged event → its deliveries, one per matching
 //! mapping), `batch.rs` (mappings with `batch_size`), `webhook.rs` (building, signing and
 //! classifying Webhooks (Actions) requests), `http.rs` (the guarded HTTP client), `nats.rs`
-//! (JetStream publishes), `backoff.rs` (timing), `replay.rs` (the state of a replay from the
-//! log), `store.rs` (retry set, dead letters and delivery log in `data_dir/deliveries.redb`).
+//! (JetStream publishes), `request.rs` (the typed request a delivery sends: HTTP or a NATS
+//! publish), `transport.rs` (sending it over its transport, and what the typed answer means),
+//! `backoff.rs` (timing), `replay.rs` (the state of a replay from the log), `store.rs` (retry
+//! set, dead letters and delivery log in `data_dir/deliveries.redb`).
 
 pub mod backoff;
 mod batch;
@@ -15,7 +17,9 @@ pub mod http;
 pub mod nats;
 mod plan;
 pub mod replay;
+pub mod request;
 pub mod store;
+pub mod transport;
 pub mod webhook;
 mod window;
 pub mod worker;

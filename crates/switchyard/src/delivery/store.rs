@@ -21,23 +21,7 @@ pub use crate::redb_store::StoreError;
 use crate::redb_store::store_err as e;
 use crate::redb_store::{decode_row, encode_row};
 
-/// A built HTTP request, kept so that every retry sends the same bytes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Request {
-    pub url: String,
-    pub method: String,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-    /// The bytes `X-Signature` covers (the body, or the first element of a batch).
-    pub signed: String,
-}
-
-impl Request {
-    /// No request was built: a `backlog_overflow` reference holds none.
-    pub fn is_empty(&self) -> bool {
-        self.url.is_empty() && self.method.is_empty() && self.body.is_empty()
-    }
-}
+pub use super::request::{HttpRequest, NatsPublish, Request};
 
 /// One delivery of one event under one mapping, waiting for its next attempt.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -460,13 +444,13 @@ mod tests {
             message_id: format!("m-{seq}"),
             mapping: "Send".into(),
             received_ms: 1_000,
-            request: Request {
+            request: Request::Http(HttpRequest {
                 url: "http://x/".into(),
                 method: "POST".into(),
                 headers: vec![],
                 body: "{}".into(),
                 signed: "{}".into(),
-            },
+            }),
             attempts: 1,
             next_at_ms: 5_000,
             last_status: Some(500),

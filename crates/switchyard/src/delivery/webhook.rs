@@ -5,14 +5,18 @@
 use serde_json::Value;
 
 use super::http::{Response, SendError};
-use super::store::{Pending, Request};
+use super::store::{HttpRequest, Pending};
 use base64::Engine;
 
 use crate::config::{Forward, MappingConfig, Signing};
 use crate::signing;
 
 /// Builds the request of one (event, mapping), or the permanent reason it cannot be built.
-pub fn build(mapping: &MappingConfig, event: &Value, message_id: &str) -> Result<Request, String> {
+pub fn build(
+    mapping: &MappingConfig,
+    event: &Value,
+    message_id: &str,
+) -> Result<HttpRequest, String> {
     let url = match mapping
         .url
         .evaluate(event)
@@ -71,7 +75,7 @@ pub fn build(mapping: &MappingConfig, event: &Value, message_id: &str) -> Result
             ));
         }
     };
-    Ok(Request {
+    Ok(HttpRequest {
         url,
         method: mapping.method.clone(),
         headers,
@@ -83,7 +87,7 @@ pub fn build(mapping: &MappingConfig, event: &Value, message_id: &str) -> Result
 /// The request of a `segment` destination: the event as logged, without our
 /// `context.switchyard` and without `sentAt` (which is set per attempt on the envelope, so
 /// the upstream does not correct the skew twice), to `<endpoint>/v1/batch`.
-pub fn build_forward(event: &Value, message_id: &str, f: &Forward) -> Result<Request, String> {
+pub fn build_forward(event: &Value, message_id: &str, f: &Forward) -> Result<HttpRequest, String> {
     let mut ev = event.clone();
     if let Some(obj) = ev.as_object_mut() {
         obj.shift_remove("sentAt");
@@ -103,7 +107,7 @@ pub fn build_forward(event: &Value, message_id: &str, f: &Forward) -> Result<Req
         ("authorization".to_owned(), format!("Basic {auth}")),
         ("idempotency-key".to_owned(), ascii_or_encoded(message_id)),
     ];
-    Ok(Request {
+    Ok(HttpRequest {
         url: f.batch_url.clone(),
         method: "POST".into(),
         headers,
@@ -115,16 +119,17 @@ pub fn build_forward(event: &Value, message_id: &str, f: &Forward) -> Result<Req
 /// The bytes of one attempt. A forwarded delivery is wrapped in a batch envelope whose
 /// `sentAt` is now, and gzipped.
 pub fn attempt_body(p: &Pending, forward: bool, now_ms: i64) -> bytes::Bytes {
+    let body = p.request.body();
     if !forward {
-        return bytes::Bytes::from(p.request.body.clone());
+        return bytes::Bytes::from(body.to_owned());
     }
     let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let sent_at = crate::event::timestamp::format(at);
     let items = if p.members.is_empty() {
-        format!("[{}]", p.request.body)
+        format!("[{body}]")
     } else {
-        p.request.body.clone()
+        body.to_owned()
     };
     let json = format!(r#"{{"batch":{items},"sentAt":"{sent_at}"}}"#);
     let mut gz = flate2::write::GzEncoder::new(
@@ -164,26 +169,28 @@ fn ascii_or_encoded(s: &str) -> String {
         .collect()
 }
 
-/// The headers of one attempt: the stored ones plus the signature of `signing`.
+/// The headers of one attempt of `p`, whose request is `req`: the stored ones plus the
+/// signature of `signing`.
 pub fn attempt_headers(
     p: &Pending,
+    req: &HttpRequest,
     signing: &Signing,
     destination: &str,
     now_ms: i64,
 ) -> Vec<(String, String)> {
-    let mut h = p.request.headers.clone();
+    let mut h = req.headers.clone();
     match signing {
         Signing::None => {}
         Signing::Segment(secret) => h.push((
             "x-signature".into(),
-            signing::segment_signature(secret, p.request.signed.as_bytes()),
+            signing::segment_signature(secret, req.signed.as_bytes()),
         )),
         Signing::StandardWebhooks(key) => {
             let id = signing::webhook_id(&p.source, &p.message_id, destination, &p.mapping);
             let ts = now_ms.div_euclid(1000);
             h.push((
                 "webhook-signature".into(),
-                key.sign(&id, ts, p.request.body.as_bytes()),
+                key.sign(&id, ts, req.body.as_bytes()),
             ));
             h.push(("webhook-id".into(), id));
             h.push(("webhook-timestamp".into(), ts.to_string()));
@@ -205,14 +212,18 @@ pub enum Outcome {
 
 pub fn classify(result: &Result<Response, SendError>) -> Outcome {
     match result {
-        Ok(r) if (200..300).contains(&r.status) => Outcome::Delivered,
-        Ok(r) if matches!(r.status, 408 | 423 | 429) || (r.status >= 500 && r.status != 501) => {
-            Outcome::Retry {
-                reason: format!("HTTP {}", r.status),
-                retry_after: r.retry_after.clone(),
-            }
-        }
-        Ok(r) if (300..400).contains(&r.status) => Outcome::Permanent(match &r.location {
+        Ok(r) => classify_response(r),
+        Err(e) => classify_error(e),
+    }
+}
+
+/// What an HTTP answer means for the delivery.
+pub fn classify_response(r: &Response) -> Outcome {
+    match r.status {
+        200..300 => Outcome::Delivered,
+        408 | 423 | 429 => retry_status(r),
+        s if s >= 500 && s != 501 => retry_status(r),
+        300..400 => Outcome::Permanent(match &r.location {
             Some(to) => format!(
                 "HTTP {} (redirects are not followed; Location: {})",
                 r.status,
@@ -220,17 +231,30 @@ pub fn classify(result: &Result<Response, SendError>) -> Outcome {
             ),
             None => format!("HTTP {} (redirects are not followed)", r.status),
         }),
-        Ok(r) => Outcome::Permanent(format!("HTTP {}", r.status)),
-        Err(SendError::Timeout) => Outcome::Retry {
+        _ => Outcome::Permanent(format!("HTTP {}", r.status)),
+    }
+}
+
+fn retry_status(r: &Response) -> Outcome {
+    Outcome::Retry {
+        reason: format!("HTTP {}", r.status),
+        retry_after: r.retry_after.clone(),
+    }
+}
+
+/// What a failed send means, for any transport: timeouts and network errors are retried,
+/// an egress refusal or a request that cannot be built is permanent.
+pub fn classify_error(e: &SendError) -> Outcome {
+    match e {
+        SendError::Timeout => Outcome::Retry {
             reason: "timed out".into(),
             retry_after: None,
         },
-        Err(SendError::Network(m)) => Outcome::Retry {
+        SendError::Network(m) => Outcome::Retry {
             reason: format!("network error: {m}"),
             retry_after: None,
         },
-        Err(SendError::Egress(m)) => Outcome::Permanent(m.clone()),
-        Err(SendError::Invalid(m)) => Outcome::Permanent(m.clone()),
+        SendError::Egress(m) | SendError::Invalid(m) => Outcome::Permanent(m.clone()),
     }
 }
 
@@ -239,6 +263,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::delivery::store::Request;
     use crate::fql::Fql;
     use crate::mapping::Mapping;
 
@@ -351,6 +376,13 @@ mod tests {
 
     #[test]
     fn signatures_per_attempt() {
+        let http = HttpRequest {
+            url: "u".into(),
+            method: "POST".into(),
+            headers: vec![],
+            body: r#"{"cool":true}"#.into(),
+            signed: r#"{"cool":true}"#.into(),
+        };
         let p = Pending {
             id: 1,
             seq: 1,
@@ -358,20 +390,14 @@ mod tests {
             message_id: "m-1".into(),
             mapping: "Send".into(),
             received_ms: 0,
-            request: Request {
-                url: "u".into(),
-                method: "POST".into(),
-                headers: vec![],
-                body: r#"{"cool":true}"#.into(),
-                signed: r#"{"cool":true}"#.into(),
-            },
+            request: Request::Http(http.clone()),
             attempts: 0,
             next_at_ms: 0,
             last_status: None,
             last_error: None,
             members: Vec::new(),
         };
-        let h = attempt_headers(&p, &Signing::Segment("abc123".into()), "knock", 0);
+        let h = attempt_headers(&p, &http, &Signing::Segment("abc123".into()), "knock", 0);
         assert_eq!(
             h,
             vec![(
@@ -384,6 +410,7 @@ mod tests {
                 .unwrap();
         let h = attempt_headers(
             &p,
+            &http,
             &Signing::StandardWebhooks(key.clone()),
             "knock",
             1_649_367_553_000,
@@ -403,7 +430,7 @@ mod tests {
             key.verify(
                 &get("webhook-id"),
                 &get("webhook-timestamp"),
-                p.request.body.as_bytes(),
+                http.body.as_bytes(),
                 &get("webhook-signature"),
                 1_649_367_553
             )
@@ -417,6 +444,7 @@ mod forward_tests {
     use serde_json::json;
 
     use super::*;
+    use crate::delivery::store::Request;
 
     #[test]
     fn forwarding_strips_our_context_and_sent_at_and_wraps_each_attempt() {
@@ -450,7 +478,7 @@ mod forward_tests {
             message_id: "m-1".into(),
             mapping: "forward".into(),
             received_ms: 0,
-            request: req,
+            request: Request::Http(req),
             attempts: 0,
             next_at_ms: 0,
             last_status: None,

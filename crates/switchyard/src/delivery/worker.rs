@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::{next_delay, parse_retry_after};
 use super::batch::Batcher;
-use super::http::{HttpClient, Response, SendError};
+use super::http::{HttpClient, SendError};
 use super::nats::NatsPublisher;
 use super::plan;
 use super::replay::{ReplayFile, ReplayState};
-use super::store::{Attempt, DeadLetter, DeliveryStore, Pending};
+use super::store::{Attempt, DeadLetter, DeliveryStore, Pending, Request};
+use super::transport::{self, Sent, Transports};
 use super::webhook::{self, Outcome};
 use super::window::Window;
 use crate::clock::Clock;
@@ -77,7 +78,7 @@ impl Job {
     }
 }
 
-type Done = (Job, Result<Response, SendError>, Duration);
+type Done = (Job, Result<Sent, SendError>, Duration);
 
 struct State {
     window: Window,
@@ -282,7 +283,9 @@ impl WebhookWorker {
         st.window.opened(seq, at, r.next, planned.len() as u32);
         for d in planned {
             match d.delivery {
-                Ok(p) if d.batch_size == 0 => st.queue.push_back(Job::live(p)),
+                Ok(p) if d.batch_size == 0 || p.request.as_http().is_none() => {
+                    st.queue.push_back(Job::live(p))
+                }
                 Ok(p) => {
                     if let Some(batch) = st.batcher.add(p, d.batch_size, self.clock.now_ms()) {
                         st.queue.push_back(Job::live(batch));
@@ -457,44 +460,34 @@ impl WebhookWorker {
                 st.queue.pop_front()
             };
             let Some(job) = job else { break };
-            let headers = webhook::attempt_headers(&job.p, &self.cfg.signing, &self.dest.id, now);
-            let body =
-                webhook::attempt_body(&job.p, self.cfg.forward.is_some(), self.clock.now_ms());
-            let (client, timeout, nats) = (
-                self.client.clone(),
-                self.cfg.delivery.timeout,
-                st.nats.clone(),
-            );
+            // An HTTP attempt is signed and (for segment) wrapped now; a publish sends the
+            // event as planned.
+            let (headers, body) = match &job.p.request {
+                Request::Http(h) => (
+                    webhook::attempt_headers(&job.p, h, &self.cfg.signing, &self.dest.id, now),
+                    webhook::attempt_body(&job.p, self.cfg.forward.is_some(), self.clock.now_ms()),
+                ),
+                Request::Nats(_) => (Vec::new(), bytes::Bytes::new()),
+            };
+            let transports = Transports {
+                http: self.client.clone(),
+                nats: st.nats.clone(),
+                timeout: self.cfg.delivery.timeout,
+            };
             st.inflight.spawn(async move {
                 let started = Instant::now();
-                let req = &job.p.request;
-                let r = match &nats {
-                    Some(n) => {
-                        let id = req
-                            .headers
-                            .iter()
-                            .find(|(k, _)| k == "Nats-Msg-Id")
-                            .map(|(_, v)| v.as_str())
-                            .unwrap_or_default();
-                        n.publish(&req.url, id, body, timeout).await
-                    }
-                    None => {
-                        client
-                            .send(&req.method, &req.url, &headers, body, timeout)
-                            .await
-                    }
-                };
+                let r = transports.send(&job.p.request, &headers, body).await;
                 (job, r, started.elapsed())
             });
         }
     }
 
     async fn finish(&self, st: &mut State, (mut job, result, took): Done) {
-        let outcome = webhook::classify(&result);
+        let outcome = transport::classify(&result);
         let labels = metrics::destination(&self.dest.id);
         let now = self.clock.now_ms();
         let (status, error, response) = match &result {
-            Ok(r) => (Some(r.status), None, r.body_prefix.clone()),
+            Ok(sent) => (sent.status(), None, sent.response_text()),
             Err(e) => (None, Some(e.to_string()), String::new()),
         };
         job.p.attempts += 1;
@@ -519,7 +512,7 @@ impl WebhookWorker {
                 source: job.p.source.clone(),
                 message_id,
                 mapping: job.p.mapping.clone(),
-                url: job.p.request.url.clone(),
+                url: job.p.request.target().to_owned(),
                 status,
                 latency_ms: took.as_millis() as u64,
                 error: error.clone(),
