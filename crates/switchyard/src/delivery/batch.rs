@@ -1,4 +1,4 @@
-//! Batching for mappings with `batch_size > 0` (reference §3.1–§3.3): deliveries whose
+//! Batching for mappings with `batch_size > 0`, as Segment batches: deliveries whose
 //! mapped URL, method and headers are identical share one request. Its body is the JSON
 //! array of each event's data; `X-Signature` covers the first element only, as Segment
 //! signs; `Idempotency-Key` is a stable id derived from the members' messageIds. Members are
