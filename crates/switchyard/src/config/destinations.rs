@@ -589,7 +589,8 @@ fn compile_nats(cx: &mut Cx, raw: &RawDestination, path: &str) -> Option<Webhook
         enabled: Enabled::All(true),
         subscribe: Fql::always(),
         url: Mapping::compile(serde_json::Value::String(url.clone())).ok()?,
-        method: "PUBLISH".into(),
+        // A publish has no HTTP method: `delivery/plan.rs` builds a typed NATS publish.
+        method: String::new(),
         headers: Vec::new(),
         data: Mapping::whole_event(),
         batch_size: 0,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::store::{Member, Pending, Request};
+use super::store::{HttpRequest, Member, Pending, Request};
 
 struct Open {
     first_at_ms: i64,
@@ -25,9 +25,18 @@ pub struct Batcher {
     open: HashMap<Key, Open>,
 }
 
+/// The HTTP request of a delivery. Only HTTP deliveries are batched (`plan.rs` sends a NATS
+/// publish on its own), so the empty request stands in for anything else.
+fn http(p: &Pending) -> std::borrow::Cow<'_, HttpRequest> {
+    match p.request.as_http() {
+        Some(h) => std::borrow::Cow::Borrowed(h),
+        None => std::borrow::Cow::Owned(HttpRequest::default()),
+    }
+}
+
 /// A delivery's headers without its own `Idempotency-Key`.
 fn shared_headers(p: &Pending) -> Vec<(String, String)> {
-    p.request
+    http(p)
         .headers
         .iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case("idempotency-key"))
@@ -36,12 +45,12 @@ fn shared_headers(p: &Pending) -> Vec<(String, String)> {
 }
 
 fn key(p: &Pending) -> Key {
-    let headers = shared_headers(p);
+    let req = http(p);
     (
         p.mapping.clone(),
-        p.request.url.clone(),
-        p.request.method.clone(),
-        headers,
+        req.url.clone(),
+        req.method.clone(),
+        shared_headers(p),
     )
 }
 
@@ -104,7 +113,7 @@ fn seal(items: Vec<Pending>) -> Pending {
         "[{}]",
         items
             .iter()
-            .map(|p| p.request.body.as_str())
+            .map(|p| p.request.body())
             .collect::<Vec<_>>()
             .join(",")
     );
@@ -121,13 +130,13 @@ fn seal(items: Vec<Pending>) -> Pending {
             .map(|p| p.received_ms)
             .min()
             .unwrap_or(first.received_ms),
-        request: Request {
-            url: first.request.url.clone(),
-            method: first.request.method.clone(),
+        request: Request::Http(HttpRequest {
+            url: http(first).url.clone(),
+            method: http(first).method.clone(),
             headers,
-            signed: first.request.body.clone(),
+            signed: first.request.body().to_owned(),
             body,
-        },
+        }),
         attempts: 0,
         next_at_ms: 0,
         last_status: None,
@@ -148,7 +157,7 @@ mod tests {
             message_id: format!("m-{seq}"),
             mapping: "m".into(),
             received_ms: 1000 + seq as i64,
-            request: Request {
+            request: Request::Http(HttpRequest {
                 url: url.into(),
                 method: "POST".into(),
                 headers: vec![
@@ -157,7 +166,7 @@ mod tests {
                 ],
                 body: body.into(),
                 signed: body.into(),
-            },
+            }),
             attempts: 0,
             next_at_ms: 0,
             last_status: None,
@@ -180,13 +189,14 @@ mod tests {
         let full = b
             .add(single(3, "http://a/", r#"{"cool":true}"#), 2, 10)
             .expect("full at two");
-        assert_eq!(full.request.body, r#"[{"cool":false},{"cool":true}]"#);
+        let req = full.request.as_http().expect("an HTTP batch");
+        assert_eq!(req.body, r#"[{"cool":false},{"cool":true}]"#);
         assert_eq!(
-            full.request.signed, r#"{"cool":false}"#,
+            req.signed, r#"{"cool":false}"#,
             "only the first element is signed"
         );
         assert_eq!(
-            crate::signing::segment_signature("abc123", full.request.signed.as_bytes()),
+            crate::signing::segment_signature("abc123", req.signed.as_bytes()),
             "c702b94a2569dd8d2f7185ce0ae951021bef4706"
         );
         assert_eq!(
@@ -195,8 +205,7 @@ mod tests {
         );
         assert!(full.message_id.starts_with("batch_"));
         assert_eq!(
-            full.request
-                .headers
+            req.headers
                 .iter()
                 .filter(|(k, _)| k == "idempotency-key")
                 .count(),
@@ -206,10 +215,7 @@ mod tests {
         assert_eq!(b.next_deadline(100), Some(105));
         assert!(b.due(104, 100).is_empty());
         let due = b.due(105, 100);
-        assert_eq!(
-            (due.len(), due[0].request.body.as_str()),
-            (1, r#"[{"x":2}]"#)
-        );
+        assert_eq!((due.len(), due[0].request.body()), (1, r#"[{"x":2}]"#));
         let again = seal(vec![
             single(1, "http://a/", "{}"),
             single(3, "http://a/", "{}"),

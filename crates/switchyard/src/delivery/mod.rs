@@ -1,13 +1,25 @@
 //! The delivery engine for destinations that send each event out: `webhook`, `segment` and
 //! `nats`.
 //!
-//! Layout: `worker.rs` (one task per destination: cursor window, concurrency, retries,
-//! batching, replay and dispatch), `window.rs` (which records are finished when deliveries
-//! complete out of order), `plan.rs` (a logged event → its deliveries, one per matching
-//! mapping), `batch.rs` (mappings with `batch_size`), `webhook.rs` (building, signing and
-//! classifying Webhooks (Actions) requests), `http.rs` (the guarded HTTP client), `nats.rs`
-//! (JetStream publishes), `backoff.rs` (timing), `replay.rs` (the state of a replay from the
-//! log), `store.rs` (retry set, dead letters and delivery log in `data_dir/deliveries.redb`).
+//! Layout:
+//! - `worker/` — one task per destination, the I/O shell: `mod.rs` (its loop), `read.rs`
+//!   (reading the log, backlog caps, planning), `send.rs` (starting attempts, connecting to
+//!   NATS), `finish.rs` (outcomes: delivery log, retry set, dead letters), `replay.rs`
+//!   (replay from the log), `flush.rs` (saving the delivery log and the cursor, shutdown).
+//! - `scheduler.rs` — every decision of the worker, pure and driven by `now_ms`: window,
+//!   skip set, live queue, retry set by due time, room, dispatch order, next wake, batches
+//!   (tests in `scheduler_tests.rs`).
+//! - `window.rs` — which records are finished when deliveries complete out of order.
+//! - `plan.rs` — a logged event → its deliveries, one per matching mapping.
+//! - `request.rs` — the typed request a delivery sends (HTTP, or a NATS publish) and how
+//!   it is stored.
+//! - `transport.rs` — sending a request over its transport; the typed answers and what they
+//!   mean (delivered, retry, permanent).
+//! - `http.rs` — the guarded HTTP client; `nats.rs` — JetStream (or core) publishes.
+//! - `webhook.rs` — building, signing and classifying Webhooks (Actions) and segment
+//!   requests; `batch.rs` — mappings with `batch_size`.
+//! - `backoff.rs` — retry timing; `replay.rs` — the saved state of a replay from the log.
+//! - `store.rs` — retry set, dead letters and delivery log in `data_dir/deliveries.redb`.
 
 pub mod backoff;
 mod batch;
@@ -15,7 +27,10 @@ pub mod http;
 pub mod nats;
 mod plan;
 pub mod replay;
+pub mod request;
+mod scheduler;
 pub mod store;
+pub mod transport;
 pub mod webhook;
 mod window;
 pub mod worker;

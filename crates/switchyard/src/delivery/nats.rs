@@ -7,7 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::http::{Response, SendError};
+use super::http::SendError;
+use super::store::NatsPublish;
+use super::transport::{PubAck, Sent};
 
 #[derive(Clone)]
 pub struct NatsPublisher {
@@ -37,46 +39,34 @@ impl NatsPublisher {
         self.js.stream_by_subject(subject).await.map_err(|e| format!("no JetStream stream captures {subject:?} ({e}); create one, or set core: true for at-most-once publishes"))
     }
 
-    pub async fn publish(
-        &self,
-        subject: &str,
-        msg_id: &str,
-        body: Bytes,
-        timeout: Duration,
-    ) -> Result<Response, SendError> {
+    /// Publishes `p`: JetStream's acknowledgement (stream, sequence, whether it dropped a
+    /// repeat), or, with `core`, that the server took it after a flush.
+    pub async fn publish(&self, p: &NatsPublish, timeout: Duration) -> Result<Sent, SendError> {
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", msg_id);
-        let subject = subject.to_owned();
+        headers.insert("Nats-Msg-Id", p.msg_id.as_str());
+        let subject = p.subject.clone();
+        let body = Bytes::from(p.body.clone());
+        let net = |e: &dyn std::fmt::Display| SendError::Network(e.to_string());
         let work = async {
             if self.core {
                 self.client
                     .publish_with_headers(subject, headers, body)
                     .await
-                    .map_err(|e| SendError::Network(e.to_string()))?;
-                self.client
-                    .flush()
-                    .await
-                    .map_err(|e| SendError::Network(e.to_string()))?;
-                return Ok(Response {
-                    status: 200,
-                    body_prefix: "published (core, at most once)".into(),
-                    retry_after: None,
-                    location: None,
-                });
+                    .map_err(|e| net(&e))?;
+                self.client.flush().await.map_err(|e| net(&e))?;
+                return Ok(Sent::NatsCore);
             }
             let ack = self
                 .js
                 .publish_with_headers(subject, headers, body)
                 .await
-                .map_err(|e| SendError::Network(e.to_string()))?;
-            let ack = ack.await.map_err(|e| SendError::Network(e.to_string()))?;
-            let dup = if ack.duplicate { ", duplicate" } else { "" };
-            Ok(Response {
-                status: 200,
-                body_prefix: format!("stream {} seq {}{dup}", ack.stream, ack.sequence),
-                retry_after: None,
-                location: None,
-            })
+                .map_err(|e| net(&e))?;
+            let ack = ack.await.map_err(|e| net(&e))?;
+            Ok(Sent::Nats(PubAck {
+                stream: ack.stream,
+                seq: ack.sequence,
+                duplicate: ack.duplicate,
+            }))
         };
         tokio::time::timeout(timeout, work)
             .await
@@ -84,8 +74,9 @@ impl NatsPublisher {
     }
 }
 
-/// Renders `events.{{type}}`: each placeholder is the value at its path, with characters outside
-/// `[A-Za-z0-9_-]` replaced by `_` (docs/destinations.md#nats); a missing value renders as `_`.
+/// Renders `events.{{type}}`: each placeholder is the value at its path, with characters
+/// outside `[A-Za-z0-9_-]` replaced by `_` (so a value cannot add tokens, wildcards or
+/// spaces); a missing value renders as `_`.
 pub fn render_subject(template: &str, event: &Value) -> String {
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;

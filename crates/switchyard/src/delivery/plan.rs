@@ -1,8 +1,9 @@
-//! From a logged event to the deliveries a webhook (or segment) destination makes of it:
-//! one per enabled mapping whose condition matches, each built, or failed with the
-//! permanent reason it could not be built.
+//! From a logged event to the deliveries a webhook, segment or nats destination makes of it:
+//! one per enabled mapping whose condition matches, each with its typed request (HTTP for
+//! webhook and segment, a publish for nats), or failed with the permanent reason it could
+//! not be built.
 
-use super::store::{Pending, Request};
+use super::store::{HttpRequest, NatsPublish, Pending, Request};
 use super::webhook;
 use crate::config::{DestinationConfig, WebhookConfig};
 use crate::log::record::{Entry, Kind};
@@ -32,11 +33,11 @@ pub fn plan(dest: &DestinationConfig, cfg: &WebhookConfig, seq: u64, e: &Entry) 
     matching
         .map(|m| {
             let built = match (&cfg.forward, &cfg.nats) {
-                (Some(f), _) => webhook::build_forward(&event, &e.message_id, f),
-                (None, Some(n)) => Ok(nats_request(n, &event, e, &dest.id, &m.name)),
-                (None, None) => webhook::build(m, &event, &e.message_id),
+                (Some(f), _) => webhook::build_forward(&event, &e.message_id, f).map(Request::Http),
+                (None, Some(n)) => Ok(Request::Nats(nats_publish(n, &event, e, &dest.id, &m.name))),
+                (None, None) => webhook::build(m, &event, &e.message_id).map(Request::Http),
             };
-            let mut p = pending(m, seq, e);
+            let mut p = pending(cfg, m, seq, e);
             let delivery = match built {
                 Ok(req) => {
                     p.request = req;
@@ -66,11 +67,21 @@ fn unreadable(cfg: &WebhookConfig, seq: u64, e: &Entry, err: &serde_json::Error)
     let reason = format!("the logged event could not be read: {err}");
     vec![Planned {
         batch_size: 0,
-        delivery: Err((pending(m, seq, e), reason)),
+        delivery: Err((pending(cfg, m, seq, e), reason)),
     }]
 }
 
-fn pending(m: &crate::config::MappingConfig, seq: u64, e: &Entry) -> Pending {
+/// The delivery before its request is built. One whose request cannot be built is
+/// dead-lettered with this empty request of its transport (an HTTP one keeps the mapping's
+/// method), so it is not taken for a reference and stays replayable as before.
+fn pending(cfg: &WebhookConfig, m: &crate::config::MappingConfig, seq: u64, e: &Entry) -> Pending {
+    let request = match cfg.nats {
+        Some(_) => Request::Nats(NatsPublish::default()),
+        None => Request::Http(HttpRequest {
+            method: m.method.clone(),
+            ..HttpRequest::default()
+        }),
+    };
     Pending {
         id: 0,
         seq,
@@ -78,13 +89,7 @@ fn pending(m: &crate::config::MappingConfig, seq: u64, e: &Entry) -> Pending {
         message_id: e.message_id.clone(),
         mapping: m.name.clone(),
         received_ms: e.received_ms,
-        request: Request {
-            url: String::new(),
-            method: m.method.clone(),
-            headers: vec![],
-            body: String::new(),
-            signed: String::new(),
-        },
+        request,
         attempts: 0,
         next_at_ms: 0,
         last_status: None,
@@ -95,21 +100,16 @@ fn pending(m: &crate::config::MappingConfig, seq: u64, e: &Entry) -> Pending {
 
 /// A NATS publish: the rendered subject, `Nats-Msg-Id` (the same hash as `webhook-id`), and
 /// the event exactly as logged.
-fn nats_request(
+fn nats_publish(
     n: &crate::config::NatsTarget,
     event: &serde_json::Value,
     e: &Entry,
     dest: &str,
     route: &str,
-) -> Request {
-    let id = crate::signing::webhook_id(&e.source, &e.message_id, dest, route);
-    let body = String::from_utf8_lossy(&e.body).into_owned();
-    let subject = super::nats::render_subject(&n.subject, event);
-    Request {
-        url: subject,
-        method: "PUBLISH".into(),
-        headers: vec![("Nats-Msg-Id".into(), id)],
-        signed: String::new(),
-        body,
+) -> NatsPublish {
+    NatsPublish {
+        subject: super::nats::render_subject(&n.subject, event),
+        msg_id: crate::signing::webhook_id(&e.source, &e.message_id, dest, route),
+        body: String::from_utf8_lossy(&e.body).into_owned(),
     }
 }

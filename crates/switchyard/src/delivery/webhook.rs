@@ -5,14 +5,18 @@
 use serde_json::Value;
 
 use super::http::{Response, SendError};
-use super::store::{Pending, Request};
+use super::store::{HttpRequest, Pending};
 use base64::Engine;
 
 use crate::config::{Forward, MappingConfig, Signing};
 use crate::signing;
 
 /// Builds the request of one (event, mapping), or the permanent reason it cannot be built.
-pub fn build(mapping: &MappingConfig, event: &Value, message_id: &str) -> Result<Request, String> {
+pub fn build(
+    mapping: &MappingConfig,
+    event: &Value,
+    message_id: &str,
+) -> Result<HttpRequest, String> {
     let url = match mapping
         .url
         .evaluate(event)
@@ -71,7 +75,7 @@ pub fn build(mapping: &MappingConfig, event: &Value, message_id: &str) -> Result
             ));
         }
     };
-    Ok(Request {
+    Ok(HttpRequest {
         url,
         method: mapping.method.clone(),
         headers,
@@ -83,7 +87,7 @@ pub fn build(mapping: &MappingConfig, event: &Value, message_id: &str) -> Result
 /// The request of a `segment` destination: the event as logged, without our
 /// `context.switchyard` and without `sentAt` (which is set per attempt on the envelope, so
 /// the upstream does not correct the skew twice), to `<endpoint>/v1/batch`.
-pub fn build_forward(event: &Value, message_id: &str, f: &Forward) -> Result<Request, String> {
+pub fn build_forward(event: &Value, message_id: &str, f: &Forward) -> Result<HttpRequest, String> {
     let mut ev = event.clone();
     if let Some(obj) = ev.as_object_mut() {
         obj.shift_remove("sentAt");
@@ -103,7 +107,7 @@ pub fn build_forward(event: &Value, message_id: &str, f: &Forward) -> Result<Req
         ("authorization".to_owned(), format!("Basic {auth}")),
         ("idempotency-key".to_owned(), ascii_or_encoded(message_id)),
     ];
-    Ok(Request {
+    Ok(HttpRequest {
         url: f.batch_url.clone(),
         method: "POST".into(),
         headers,
@@ -115,16 +119,17 @@ pub fn build_forward(event: &Value, message_id: &str, f: &Forward) -> Result<Req
 /// The bytes of one attempt. A forwarded delivery is wrapped in a batch envelope whose
 /// `sentAt` is now, and gzipped.
 pub fn attempt_body(p: &Pending, forward: bool, now_ms: i64) -> bytes::Bytes {
+    let body = p.request.body();
     if !forward {
-        return bytes::Bytes::from(p.request.body.clone());
+        return bytes::Bytes::from(body.to_owned());
     }
     let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let sent_at = crate::event::timestamp::format(at);
     let items = if p.members.is_empty() {
-        format!("[{}]", p.request.body)
+        format!("[{body}]")
     } else {
-        p.request.body.clone()
+        body.to_owned()
     };
     let json = format!(r#"{{"batch":{items},"sentAt":"{sent_at}"}}"#);
     let mut gz = flate2::write::GzEncoder::new(
@@ -148,7 +153,7 @@ fn describe(v: Option<&Value>) -> &'static str {
     }
 }
 
-/// Visible ASCII stays; anything else is percent-encoded (docs/destinations.md#headers).
+/// Visible ASCII stays; anything else is percent-encoded (a header value must be ASCII).
 fn ascii_or_encoded(s: &str) -> String {
     if s.bytes().all(|b| (0x21..0x7f).contains(&b)) {
         return s.to_owned();
@@ -164,26 +169,28 @@ fn ascii_or_encoded(s: &str) -> String {
         .collect()
 }
 
-/// The headers of one attempt: the stored ones plus the signature of `signing`.
+/// The headers of one attempt of `p`, whose request is `req`: the stored ones plus the
+/// signature of `signing`.
 pub fn attempt_headers(
     p: &Pending,
+    req: &HttpRequest,
     signing: &Signing,
     destination: &str,
     now_ms: i64,
 ) -> Vec<(String, String)> {
-    let mut h = p.request.headers.clone();
+    let mut h = req.headers.clone();
     match signing {
         Signing::None => {}
         Signing::Segment(secret) => h.push((
             "x-signature".into(),
-            signing::segment_signature(secret, p.request.signed.as_bytes()),
+            signing::segment_signature(secret, req.signed.as_bytes()),
         )),
         Signing::StandardWebhooks(key) => {
             let id = signing::webhook_id(&p.source, &p.message_id, destination, &p.mapping);
             let ts = now_ms.div_euclid(1000);
             h.push((
                 "webhook-signature".into(),
-                key.sign(&id, ts, p.request.body.as_bytes()),
+                key.sign(&id, ts, req.body.as_bytes()),
             ));
             h.push(("webhook-id".into(), id));
             h.push(("webhook-timestamp".into(), ts.to_string()));
@@ -192,7 +199,8 @@ pub fn attempt_headers(
     h
 }
 
-/// What to do after an attempt (docs/destinations.md#retries).
+/// What to do after an attempt: 2xx delivered; 408, 423, 429 and 5xx (but 501) retried;
+/// anything else, redirects included, permanent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Delivered,
@@ -205,14 +213,18 @@ pub enum Outcome {
 
 pub fn classify(result: &Result<Response, SendError>) -> Outcome {
     match result {
-        Ok(r) if (200..300).contains(&r.status) => Outcome::Delivered,
-        Ok(r) if matches!(r.status, 408 | 423 | 429) || (r.status >= 500 && r.status != 501) => {
-            Outcome::Retry {
-                reason: format!("HTTP {}", r.status),
-                retry_after: r.retry_after.clone(),
-            }
-        }
-        Ok(r) if (300..400).contains(&r.status) => Outcome::Permanent(match &r.location {
+        Ok(r) => classify_response(r),
+        Err(e) => classify_error(e),
+    }
+}
+
+/// What an HTTP answer means for the delivery.
+pub fn classify_response(r: &Response) -> Outcome {
+    match r.status {
+        200..300 => Outcome::Delivered,
+        408 | 423 | 429 => retry_status(r),
+        s if s >= 500 && s != 501 => retry_status(r),
+        300..400 => Outcome::Permanent(match &r.location {
             Some(to) => format!(
                 "HTTP {} (redirects are not followed; Location: {})",
                 r.status,
@@ -220,203 +232,43 @@ pub fn classify(result: &Result<Response, SendError>) -> Outcome {
             ),
             None => format!("HTTP {} (redirects are not followed)", r.status),
         }),
-        Ok(r) => Outcome::Permanent(format!("HTTP {}", r.status)),
-        Err(SendError::Timeout) => Outcome::Retry {
+        _ => Outcome::Permanent(format!("HTTP {}", r.status)),
+    }
+}
+
+fn retry_status(r: &Response) -> Outcome {
+    Outcome::Retry {
+        reason: format!("HTTP {}", r.status),
+        retry_after: r.retry_after.clone(),
+    }
+}
+
+/// What a failed send means, for any transport: timeouts and network errors are retried,
+/// an egress refusal or a request that cannot be built is permanent.
+pub fn classify_error(e: &SendError) -> Outcome {
+    match e {
+        SendError::Timeout => Outcome::Retry {
             reason: "timed out".into(),
             retry_after: None,
         },
-        Err(SendError::Network(m)) => Outcome::Retry {
+        SendError::Network(m) => Outcome::Retry {
             reason: format!("network error: {m}"),
             retry_after: None,
         },
-        Err(SendError::Egress(m)) => Outcome::Permanent(m.clone()),
-        Err(SendError::Invalid(m)) => Outcome::Permanent(m.clone()),
+        SendError::Egress(m) | SendError::Invalid(m) => Outcome::Permanent(m.clone()),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-    use crate::fql::Fql;
-    use crate::mapping::Mapping;
-
-    fn mapping(data: Value, headers: Vec<(&str, Value)>) -> MappingConfig {
-        MappingConfig {
-            name: "Send to Knock".into(),
-            enabled: crate::config::Enabled::All(true),
-            subscribe: Fql::parse(r#"type = "track""#).unwrap(),
-            url: Mapping::compile(json!({"@template": "https://hooks.example/{{userId}}"}))
-                .unwrap(),
-            method: "POST".into(),
-            headers: headers
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), Mapping::compile(v).unwrap()))
-                .collect(),
-            data: Mapping::compile(data).unwrap(),
-            batch_size: 0,
-        }
-    }
-
-    fn resp(status: u16) -> Result<Response, SendError> {
-        Ok(Response {
-            status,
-            body_prefix: String::new(),
-            retry_after: None,
-            location: None,
-        })
-    }
-
-    #[test]
-    fn builds_the_mapped_request() {
-        let m = mapping(
-            json!({"email": {"@path": "$.properties.email"}, "name": "fixed"}),
-            vec![
-                ("X-Env", json!("prod")),
-                ("X-User", json!({"@path": "$.userId"})),
-            ],
-        );
-        let ev = json!({"type": "track", "userId": "u1", "properties": {"email": "a@b.c"}});
-        let r = build(&m, &ev, "m-1").unwrap();
-        assert_eq!(r.url, "https://hooks.example/u1");
-        assert_eq!(
-            r.body, r#"{"email":"a@b.c","name":"fixed"}"#,
-            "compact, in mapping order"
-        );
-        let h = |k: &str| {
-            r.headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.as_str())
-        };
-        assert_eq!(
-            (h("content-type"), h("user-agent"), h("idempotency-key")),
-            (
-                Some("application/json"),
-                Some("Segment (Actions)"),
-                Some("m-1")
-            )
-        );
-        assert_eq!(
-            (h("X-Env"), h("X-User"), h("x-switchyard-mapping")),
-            (Some("prod"), Some("u1"), Some("Send%20to%20Knock"))
-        );
-    }
-
-    #[test]
-    fn payload_validation_failures_are_permanent_reasons() {
-        let ev = json!({"type": "track", "userId": "u1", "properties": {"name": "Zoë"}});
-        let not_object = mapping(json!({"@path": "$.userId"}), vec![]);
-        assert!(
-            build(&not_object, &ev, "m")
-                .unwrap_err()
-                .contains("must resolve to an object")
-        );
-        let non_ascii = mapping(
-            json!({"a": 1}),
-            vec![("X-Name", json!({"@path": "$.properties.name"}))],
-        );
-        assert!(
-            build(&non_ascii, &ev, "m")
-                .unwrap_err()
-                .contains("not ASCII")
-        );
-    }
-
-    #[test]
-    fn failure_classes() {
-        assert_eq!(classify(&resp(204)), Outcome::Delivered);
-        for s in [408, 423, 429, 500, 502, 503, 504, 505, 599] {
-            assert!(
-                matches!(classify(&resp(s)), Outcome::Retry { .. }),
-                "{s} retries"
-            );
-        }
-        for s in [301, 400, 401, 403, 404, 410, 413, 422, 501] {
-            assert!(
-                matches!(classify(&resp(s)), Outcome::Permanent(_)),
-                "{s} is permanent"
-            );
-        }
-        assert!(matches!(
-            classify(&Err(SendError::Timeout)),
-            Outcome::Retry { .. }
-        ));
-        assert!(matches!(
-            classify(&Err(SendError::Egress("no".into()))),
-            Outcome::Permanent(_)
-        ));
-    }
-
-    #[test]
-    fn signatures_per_attempt() {
-        let p = Pending {
-            id: 1,
-            seq: 1,
-            source: "web".into(),
-            message_id: "m-1".into(),
-            mapping: "Send".into(),
-            received_ms: 0,
-            request: Request {
-                url: "u".into(),
-                method: "POST".into(),
-                headers: vec![],
-                body: r#"{"cool":true}"#.into(),
-                signed: r#"{"cool":true}"#.into(),
-            },
-            attempts: 0,
-            next_at_ms: 0,
-            last_status: None,
-            last_error: None,
-            members: Vec::new(),
-        };
-        let h = attempt_headers(&p, &Signing::Segment("abc123".into()), "knock", 0);
-        assert_eq!(
-            h,
-            vec![(
-                "x-signature".to_owned(),
-                "5099cab379b3be52908387457007040cc934ef86".to_owned()
-            )]
-        );
-        let key =
-            crate::signing::StandardWebhooks::from_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
-                .unwrap();
-        let h = attempt_headers(
-            &p,
-            &Signing::StandardWebhooks(key.clone()),
-            "knock",
-            1_649_367_553_000,
-        );
-        let get = |k: &str| {
-            h.iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-                .unwrap()
-        };
-        assert_eq!(
-            get("webhook-id"),
-            crate::signing::webhook_id("web", "m-1", "knock", "Send")
-        );
-        assert_eq!(get("webhook-timestamp"), "1649367553");
-        assert!(
-            key.verify(
-                &get("webhook-id"),
-                &get("webhook-timestamp"),
-                p.request.body.as_bytes(),
-                &get("webhook-signature"),
-                1_649_367_553
-            )
-            .is_ok()
-        );
-    }
-}
+#[path = "webhook_tests.rs"]
+mod tests;
 
 #[cfg(test)]
 mod forward_tests {
     use serde_json::json;
 
     use super::*;
+    use crate::delivery::store::Request;
 
     #[test]
     fn forwarding_strips_our_context_and_sent_at_and_wraps_each_attempt() {
@@ -450,7 +302,7 @@ mod forward_tests {
             message_id: "m-1".into(),
             mapping: "forward".into(),
             received_ms: 0,
-            request: req,
+            request: Request::Http(req),
             attempts: 0,
             next_at_ms: 0,
             last_status: None,

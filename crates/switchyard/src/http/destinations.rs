@@ -53,16 +53,16 @@ fn dead_letter_view(d: &DeadLetter) -> Value {
                "received_at": time(p.received_ms), "log_seq": p.seq, "attempts": p.attempts,
                "last_status": p.last_status, "last_error": p.last_error, "request": null});
     }
-    let headers: Vec<Value> = p
-        .request
+    let r = p.request.shown();
+    let headers: Vec<Value> = r
         .headers
         .iter()
         .map(|(k, v)| json!([k, redact::header(k, v)]))
         .collect();
     json!({"id": p.id, "reason": d.reason, "dead_at": time(d.dead_at_ms), "source": p.source, "message_id": p.message_id,
            "mapping": p.mapping, "received_at": time(p.received_ms), "attempts": p.attempts, "last_status": p.last_status,
-           "last_error": p.last_error, "request": {"method": p.request.method, "url": redact::url(&p.request.url),
-           "headers": headers, "body": p.request.body}})
+           "last_error": p.last_error, "request": {"method": r.method, "url": redact::url(&r.url),
+           "headers": headers, "body": r.body}})
 }
 
 async fn blocking<T: Send + 'static>(

@@ -283,3 +283,75 @@ async fn a_nats_url_password_is_never_shown() {
         assert!(!shown.contains(NATS_PASSWORD), "{what}: {shown}");
     }
 }
+
+/// A NATS retry stored before requests were typed (pseudo-HTTP: `PUBLISH` to the subject, id
+/// in a `Nats-Msg-Id` header) is published after the upgrade, with its own id; the delivery
+/// log shows what JetStream said, and no HTTP status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_stored_before_typed_requests_is_published_after_upgrade() {
+    let Some(js) = connect().await else { return };
+    let tag = format!("sytest_upgrade_{}", uuid::Uuid::new_v4().simple());
+    let mut stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: tag.to_uppercase(),
+            subjects: vec![format!("{tag}.>")],
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .expect("create a test stream");
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let row = format!(
+        r#"{{"id":1,"seq":0,"source":"web","message_id":"old-1","mapping":"nats","received_ms":{now},
+        "request":{{"url":"{tag}.track","method":"PUBLISH","headers":[["Nats-Msg-Id","legacy-id-1"]],"body":"{{\"messageId\":\"old-1\"}}","signed":""}},
+        "attempts":1,"next_at_ms":0,"last_error":"timed out"}}"#
+    );
+    crate::store_format::write_old_store(
+        &dir.path().join("deliveries.redb"),
+        &[("stream", 1, &row)],
+        &[],
+    );
+    let yaml = format!(
+        "server: {{ listen: 127.0.0.1:0, data_dir: \"{}\", min_free_disk: 1MiB }}\nsources:\n  - {{ id: web, type: http_api, write_keys: {{ production: {KEY} }} }}\ndestinations:\n  - {{ id: stream, type: nats, settings: {{ url: \"{}\", subject: \"{tag}.{{{{type}}}}\" }} }}\n",
+        dir.path().display(),
+        nats_url()
+    );
+    let app = TestApp::start_with(dir.path(), &yaml).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let delivered = loop {
+        let (_, log) = app.get("/api/v1/destinations/stream/deliveries").await;
+        let found = log["deliveries"].as_array().and_then(|all| {
+            all.iter()
+                .find(|a| a["message_id"] == "old-1" && a["outcome"] == "delivered")
+                .cloned()
+        });
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old retry was never sent: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(delivered["status"], Value::Null, "{delivered}");
+    assert_eq!(delivered["url"], format!("{tag}.track"));
+    assert_eq!(
+        delivered["response"],
+        format!("stream {} seq 1", tag.to_uppercase())
+    );
+    assert_eq!(message_count(&mut stream).await, 1);
+    let m = stream.get_raw_message(1).await.unwrap();
+    assert_eq!(m.subject.to_string(), format!("{tag}.track"));
+    assert_eq!(
+        m.headers.get("Nats-Msg-Id").map(|v| v.to_string()),
+        Some("legacy-id-1".to_owned())
+    );
+    assert_eq!(&m.payload[..], br#"{"messageId":"old-1"}"#);
+    app.stop().await;
+    let _ = js.delete_stream(tag.to_uppercase()).await;
+}
