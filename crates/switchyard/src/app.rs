@@ -187,18 +187,25 @@ fn destination_tasks(
                 metrics: metrics.clone(),
                 backlog,
             }),
-            DestinationKind::Webhook(cfg) => Task::Webhook(WebhookWorker {
-                dest: d.clone(),
-                cfg: Arc::new((**cfg).clone()),
-                log_dir: log.dir().to_path_buf(),
-                data_dir: config.server.data_dir.clone(),
-                committed: log.committed(),
-                store: store.clone(),
-                client: client.clone(),
-                clock: clock.clone(),
-                metrics: metrics.clone(),
-                backlog,
-            }),
+            DestinationKind::Webhook(_)
+            | DestinationKind::Segment(..)
+            | DestinationKind::Nats(..) => {
+                let Some((cfg, route)) = d.kind.delivered() else {
+                    anyhow::bail!("destination {} has no delivery settings", d.id);
+                };
+                Task::Webhook(WebhookWorker {
+                    dest: d.clone(),
+                    cfg: Arc::new(cfg.clone()),
+                    route,
+                    data_dir: config.server.data_dir.clone(),
+                    tail,
+                    store: store.clone(),
+                    client: client.clone(),
+                    clock: clock.clone(),
+                    metrics: metrics.clone(),
+                    backlog,
+                })
+            }
         };
         out.push((task, cursor, status));
     }

@@ -48,12 +48,8 @@ fn check_nats_streams(config: &Config) -> Vec<Problem> {
         .destinations
         .iter()
         .filter_map(|d| match &d.kind {
-            DestinationKind::Webhook(w) => w
-                .nats
-                .clone()
-                .filter(|n| !n.core)
-                .map(|n| (d.id.clone(), n)),
-            DestinationKind::File(_) | DestinationKind::Postgres(_) => None,
+            DestinationKind::Nats(_, n) if !n.core => Some((d.id.clone(), n.clone())),
+            _ => None,
         })
         .collect();
     if targets.is_empty() {

@@ -65,8 +65,10 @@ pub(super) fn compile(
             "webhook" => compile_webhook(cx, &raw, &path, server)
                 .map(|w| DestinationKind::Webhook(Box::new(w))),
             "segment" => compile_segment(cx, &raw, &path, server)
-                .map(|w| DestinationKind::Webhook(Box::new(w))),
-            "nats" => compile_nats(cx, &raw, &path).map(|w| DestinationKind::Webhook(Box::new(w))),
+                .map(|(w, f)| DestinationKind::Segment(Box::new(w), f)),
+            "nats" => {
+                compile_nats(cx, &raw, &path).map(|(w, n)| DestinationKind::Nats(Box::new(w), n))
+            }
             "postgres" => compile_postgres(cx, raw.settings.as_ref(), &path),
             other => {
                 cx.err(
@@ -167,8 +169,6 @@ fn compile_webhook(
     let (delivery, retry) = delivery_and_retry(cx, raw, path);
     let mappings = mappings(cx, raw.mappings.as_ref(), path, server);
     Some(WebhookConfig {
-        forward: None,
-        nats: None,
         signing,
         mappings,
         delivery,
@@ -246,7 +246,7 @@ fn compile_segment(
     raw: &RawDestination,
     path: &str,
     server: &ServerConfig,
-) -> Option<WebhookConfig> {
+) -> Option<(WebhookConfig, Forward)> {
     let spath = format!("{path}.settings");
     if raw.mappings.is_some() {
         cx.err(
@@ -278,18 +278,17 @@ fn compile_segment(
         data: Mapping::whole_event(),
         batch_size: batch_size as usize,
     };
-    let forward = Some(Forward {
+    let forward = Forward {
         batch_url,
         write_key: s.write_key,
-    });
-    Some(WebhookConfig {
-        forward,
-        nats: None,
+    };
+    let engine = WebhookConfig {
         signing: Signing::None,
         mappings: vec![route],
         delivery,
         retry,
-    })
+    };
+    Some((engine, forward))
 }
 
 fn signing(cx: &mut Cx, s: RawWebhookSettings, path: &str) -> Signing {
@@ -558,7 +557,11 @@ fn check_postgres_tls(cx: &mut Cx, url: &str, ca_file: Option<&std::path::Path>,
     }
 }
 
-fn compile_nats(cx: &mut Cx, raw: &RawDestination, path: &str) -> Option<WebhookConfig> {
+fn compile_nats(
+    cx: &mut Cx,
+    raw: &RawDestination,
+    path: &str,
+) -> Option<(WebhookConfig, NatsTarget)> {
     let spath = format!("{path}.settings");
     if raw.mappings.is_some() {
         cx.err(
@@ -595,17 +598,16 @@ fn compile_nats(cx: &mut Cx, raw: &RawDestination, path: &str) -> Option<Webhook
         data: Mapping::whole_event(),
         batch_size: 0,
     };
-    let nats = Some(NatsTarget {
+    let nats = NatsTarget {
         url,
         subject: s.subject,
         core: s.core.unwrap_or(false),
-    });
-    Some(WebhookConfig {
-        forward: None,
-        nats,
+    };
+    let engine = WebhookConfig {
         signing: Signing::None,
         mappings: vec![route],
         delivery,
         retry,
-    })
+    };
+    Some((engine, nats))
 }

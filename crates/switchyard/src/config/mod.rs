@@ -280,12 +280,50 @@ impl DestinationConfig {
     }
 }
 
+/// The five destination types, one variant each. `webhook`, `segment` and `nats` send each
+/// event out through the delivery engine (`delivery/`), configured by a `WebhookConfig`;
+/// `segment` and `nats` add where they send. `file` and `postgres` write batches.
 #[derive(Debug, Clone)]
 pub enum DestinationKind {
     File(FileSettings),
     Webhook(Box<WebhookConfig>),
+    /// Forwards whole events to another Segment-compatible endpoint's `/v1/batch`.
+    Segment(Box<WebhookConfig>, Forward),
+    /// Publishes whole events to NATS (JetStream unless `core`).
+    Nats(Box<WebhookConfig>, NatsTarget),
     /// Segment's warehouse layout in Postgres (docs/destinations.md#warehouse).
     Postgres(PostgresSettings),
+}
+
+/// How a destination of the delivery engine sends: the part of its kind the engine needs.
+#[derive(Debug, Clone)]
+pub enum Route {
+    Webhook,
+    Segment(Forward),
+    Nats(NatsTarget),
+}
+
+impl DestinationKind {
+    /// The `type:` this kind is configured with.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            DestinationKind::File(_) => "file",
+            DestinationKind::Webhook(_) => "webhook",
+            DestinationKind::Segment(..) => "segment",
+            DestinationKind::Nats(..) => "nats",
+            DestinationKind::Postgres(_) => "postgres",
+        }
+    }
+
+    /// For the kinds the delivery engine sends: its settings and how it sends.
+    pub fn delivered(&self) -> Option<(&WebhookConfig, Route)> {
+        match self {
+            DestinationKind::Webhook(c) => Some((c, Route::Webhook)),
+            DestinationKind::Segment(c, f) => Some((c, Route::Segment(f.clone()))),
+            DestinationKind::Nats(c, n) => Some((c, Route::Nats(n.clone()))),
+            DestinationKind::File(_) | DestinationKind::Postgres(_) => None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -313,9 +351,6 @@ impl std::fmt::Debug for PostgresSettings {
 /// `segment` destination (forwarding to another Tracking API) built on the same engine.
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
-    pub forward: Option<Forward>,
-    /// Set for the `nats` destination: publish instead of HTTP.
-    pub nats: Option<NatsTarget>,
     pub signing: Signing,
     pub mappings: Vec<MappingConfig>,
     pub delivery: DeliveryConfig,

@@ -5,7 +5,7 @@
 
 use super::store::{HttpRequest, NatsPublish, Pending, Request};
 use super::webhook;
-use crate::config::{DestinationConfig, WebhookConfig};
+use crate::config::{DestinationConfig, Route, WebhookConfig};
 use crate::log::record::{Entry, Kind};
 
 pub struct Planned {
@@ -15,13 +15,19 @@ pub struct Planned {
 }
 
 /// Nothing when the destination does not want the event.
-pub fn plan(dest: &DestinationConfig, cfg: &WebhookConfig, seq: u64, e: &Entry) -> Vec<Planned> {
+pub fn plan(
+    dest: &DestinationConfig,
+    cfg: &WebhookConfig,
+    route: &Route,
+    seq: u64,
+    e: &Entry,
+) -> Vec<Planned> {
     if e.kind != Kind::Accepted || !dest.wants(&e.source, &e.environment) {
         return Vec::new();
     }
     let event = match serde_json::from_slice::<serde_json::Value>(&e.body) {
         Ok(event) => event,
-        Err(err) => return unreadable(cfg, seq, e, &err),
+        Err(err) => return unreadable(cfg, route, seq, e, &err),
     };
     if !dest.subscribe.as_ref().is_none_or(|f| f.matches(&event)) {
         return Vec::new();
@@ -32,12 +38,14 @@ pub fn plan(dest: &DestinationConfig, cfg: &WebhookConfig, seq: u64, e: &Entry) 
         .filter(|m| m.enabled.for_environment(&e.environment) && m.subscribe.matches(&event));
     matching
         .map(|m| {
-            let built = match (&cfg.forward, &cfg.nats) {
-                (Some(f), _) => webhook::build_forward(&event, &e.message_id, f).map(Request::Http),
-                (None, Some(n)) => Ok(Request::Nats(nats_publish(n, &event, e, &dest.id, &m.name))),
-                (None, None) => webhook::build(m, &event, &e.message_id).map(Request::Http),
+            let built = match route {
+                Route::Segment(f) => {
+                    webhook::build_forward(&event, &e.message_id, f).map(Request::Http)
+                }
+                Route::Nats(n) => Ok(Request::Nats(nats_publish(n, &event, e, &dest.id, &m.name))),
+                Route::Webhook => webhook::build(m, &event, &e.message_id).map(Request::Http),
             };
-            let mut p = pending(cfg, m, seq, e);
+            let mut p = pending(route, m, seq, e);
             let delivery = match built {
                 Ok(req) => {
                     p.request = req;
@@ -56,7 +64,13 @@ pub fn plan(dest: &DestinationConfig, cfg: &WebhookConfig, seq: u64, e: &Entry) 
 /// A record no reader can parse (ingest refuses such JSON, so only an older log holds one):
 /// it cannot be matched against any condition, so it is dead-lettered once, under the first
 /// mapping enabled for its environment, with the reason — never skipped.
-fn unreadable(cfg: &WebhookConfig, seq: u64, e: &Entry, err: &serde_json::Error) -> Vec<Planned> {
+fn unreadable(
+    cfg: &WebhookConfig,
+    route: &Route,
+    seq: u64,
+    e: &Entry,
+    err: &serde_json::Error,
+) -> Vec<Planned> {
     let Some(m) = cfg
         .mappings
         .iter()
@@ -67,17 +81,17 @@ fn unreadable(cfg: &WebhookConfig, seq: u64, e: &Entry, err: &serde_json::Error)
     let reason = format!("the logged event could not be read: {err}");
     vec![Planned {
         batch_size: 0,
-        delivery: Err((pending(cfg, m, seq, e), reason)),
+        delivery: Err((pending(route, m, seq, e), reason)),
     }]
 }
 
 /// The delivery before its request is built. One whose request cannot be built is
 /// dead-lettered with this empty request of its transport (an HTTP one keeps the mapping's
 /// method), so it is not taken for a reference and stays replayable as before.
-fn pending(cfg: &WebhookConfig, m: &crate::config::MappingConfig, seq: u64, e: &Entry) -> Pending {
-    let request = match cfg.nats {
-        Some(_) => Request::Nats(NatsPublish::default()),
-        None => Request::Http(HttpRequest {
+fn pending(route: &Route, m: &crate::config::MappingConfig, seq: u64, e: &Entry) -> Pending {
+    let request = match route {
+        Route::Nats(_) => Request::Nats(NatsPublish::default()),
+        Route::Webhook | Route::Segment(_) => Request::Http(HttpRequest {
             method: m.method.clone(),
             ..HttpRequest::default()
         }),

@@ -331,10 +331,7 @@ fn wanted(dest: &DestinationConfig, e: &Entry) -> bool {
     if !(e.kind == Kind::Accepted || object) || !dest.wants(&e.source, &e.environment) {
         return false;
     }
-    let mappings = match &dest.kind {
-        DestinationKind::Webhook(cfg) => Some(&cfg.mappings),
-        _ => None,
-    };
+    let mappings = dest.kind.delivered().map(|(cfg, _)| &cfg.mappings);
     if object || (dest.subscribe.is_none() && mappings.is_none()) {
         return true;
     }

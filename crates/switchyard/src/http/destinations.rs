@@ -168,7 +168,8 @@ fn replayable(state: &AppState, id: &str) -> Result<(), ApiError> {
         .find(|d| d.id == id)
         .map(|d| &d.kind);
     match kind {
-        Some(crate::config::DestinationKind::Webhook(_)) | None => Ok(()),
+        Some(k) if k.delivered().is_some() => Ok(()),
+        None => Ok(()),
         Some(_) => Err(ApiError::bad_request(
             "unsupported_destination",
             "only webhook, segment and nats destinations replay dead letters; a file or postgres \

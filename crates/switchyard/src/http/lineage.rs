@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use crate::config::{DestinationConfig, DestinationKind};
+use crate::config::DestinationConfig;
 use crate::redact;
 use crate::state::AppState;
 
@@ -93,7 +93,7 @@ async fn destination(
         _ => false,
     };
     let mut view = json!({"id": d.id, "matched": wanted});
-    let DestinationKind::Webhook(cfg) = &d.kind else {
+    let Some((cfg, _)) = d.kind.delivered() else {
         view["type"] = json!("file");
         return Ok(view);
     };

@@ -77,7 +77,8 @@ pub struct Tail {
     read_errors: Counter,
     readers: Arc<Readers>,
     shown: Option<Arc<dyn ShowError>>,
-    backoff: Duration,
+    /// The wait after the next failed read (a reader may be shared by `&`: a lock).
+    backoff: Mutex<Duration>,
 }
 
 /// What a `Tail` reports to: the metrics of its reader and the shared registry.
@@ -101,12 +102,17 @@ impl Tail {
             read_errors: p.read_errors,
             readers: p.readers,
             shown: p.shown,
-            backoff: BACKOFF_MIN,
+            backoff: Mutex::new(BACKOFF_MIN),
         }
     }
 
     pub fn log_dir(&self) -> &Path {
         &self.log_dir
+    }
+
+    /// A receiver of the committed end, for a consumer that waits on it among other things.
+    pub fn watch(&self) -> watch::Receiver<Committed> {
+        self.committed.clone()
     }
 
     /// The committed end now.
@@ -182,9 +188,13 @@ impl Tail {
 
     /// The one policy for a failed read: logged, counted, shown, listed by `/readyz`.
     /// Returns how long to wait before reading again (doubling per failure in a row).
-    pub fn read_failed(&mut self, error: &dyn std::fmt::Display) -> Duration {
-        let wait = self.backoff;
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    pub fn read_failed(&self, error: &dyn std::fmt::Display) -> Duration {
+        let wait = {
+            let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+            let wait = *backoff;
+            *backoff = (wait * 2).min(BACKOFF_MAX);
+            wait
+        };
         let msg = format!("{READ_FAILED}; retrying in {wait:?}: {error}");
         tracing::error!(reader = %self.name, "{msg}");
         self.read_errors.inc();
@@ -196,11 +206,12 @@ impl Tail {
     }
 
     /// A read succeeded: the backoff starts over and a shown read error is cleared.
-    pub fn read_ok(&mut self) {
-        if self.backoff == BACKOFF_MIN {
+    pub fn read_ok(&self) {
+        let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        if *backoff == BACKOFF_MIN {
             return;
         }
-        self.backoff = BACKOFF_MIN;
+        *backoff = BACKOFF_MIN;
         if let Some(s) = &self.shown {
             s.show_read_error(None);
         }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use super::{State, WebhookWorker};
 use crate::cursor::CursorFile;
 use crate::destinations::DestinationStatus;
-use crate::telemetry::metrics;
 
 impl WebhookWorker {
     /// Writes the delivery log and the cursor on a blocking thread, without holding up
@@ -18,13 +17,8 @@ impl WebhookWorker {
             }
             self.finish_flush(st, status).await;
         }
-        let committed = self.committed.borrow().next_seq;
         let cursor = st.sched.cursor();
-        let backlog = committed.saturating_sub(cursor.next_seq) as i64;
-        self.metrics
-            .backlog
-            .get_or_create(&metrics::destination(&self.dest.id))
-            .set(backlog);
+        self.tail.gauge(cursor.next_seq);
         let mut attempts = std::mem::take(&mut st.attempts);
         let changed = cursor != st.saved;
         if attempts.is_empty() && !changed {

@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -29,12 +28,12 @@ use super::scheduler::{Job, Limits, Scheduler};
 use super::store::{Attempt, DeliveryStore};
 use super::transport::{Sent, Transports};
 use crate::clock::Clock;
-use crate::config::{DestinationConfig, WebhookConfig};
+use crate::config::{DestinationConfig, Route, WebhookConfig};
 use crate::cursor::CursorState;
 use crate::destinations::DestinationStatus;
 use crate::destinations::backlog::Backlog;
-use crate::log::Committed;
 use crate::log::reader::LogReader;
+use crate::log::tail::Tail;
 use crate::telemetry::Metrics;
 
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -42,9 +41,11 @@ const FLUSH_EVERY: Duration = Duration::from_millis(200);
 pub struct WebhookWorker {
     pub dest: DestinationConfig,
     pub cfg: Arc<WebhookConfig>,
-    pub log_dir: PathBuf,
+    /// How this destination sends (webhook, segment or nats).
+    pub route: Route,
     pub data_dir: PathBuf,
-    pub committed: watch::Receiver<Committed>,
+    /// The way through the log (`log/tail.rs`): the gauge and the read-error policy.
+    pub tail: Tail,
     pub store: Arc<DeliveryStore>,
     pub client: HttpClient,
     pub clock: Arc<dyn Clock>,
@@ -59,6 +60,8 @@ type Done = (Job, Result<Sent, SendError>, Duration);
 struct State {
     sched: Scheduler,
     reader: Option<LogReader>,
+    /// After a failed read of the log: when to read again (the tail's backoff).
+    read_again: Option<tokio::time::Instant>,
     inflight: JoinSet<Done>,
     attempts: Vec<Attempt>,
     saved: CursorState,
@@ -84,7 +87,8 @@ impl WebhookWorker {
         };
         let mut st = State {
             sched: Scheduler::new(cursor.clone(), limits),
-            reader: Some(LogReader::new(&self.log_dir, cursor.position).expecting(cursor.next_seq)),
+            reader: Some(self.tail.reader(&cursor)),
+            read_again: None,
             inflight: JoinSet::new(),
             attempts: Vec::new(),
             saved: cursor,
@@ -96,7 +100,7 @@ impl WebhookWorker {
                 timeout: d.timeout,
             },
         };
-        if let Some(target) = &self.cfg.nats {
+        if let Route::Nats(target) = &self.route {
             match self.connect_nats(target, &mut st, &status, &cancel).await {
                 Some(n) => st.transports.nats = Some(n),
                 None => return,
@@ -104,11 +108,11 @@ impl WebhookWorker {
         }
         self.reload_retries(&mut st).await;
         self.load_replay(&mut st, &status).await;
-        let mut committed = self.committed.clone();
+        let mut committed = self.tail.watch();
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         loop {
             self.overflow(&mut st).await;
-            self.fill(&mut st, &status).await;
+            self.fill(&mut st).await;
             st.sched.seal_due_batches(self.clock.now_ms());
             self.replay_step(&mut st, &status).await;
             self.dispatch(&mut st);
@@ -122,6 +126,7 @@ impl WebhookWorker {
                 }
                 _ = committed.changed(), if caught_up && room => {}
                 () = self.clock.sleep_until(wake.unwrap_or(i64::MAX)), if wake.is_some() => {}
+                () = read_again(st.read_again), if st.read_again.is_some() => {}
                 () = status.wake.notified() => {
                     self.reload_retries(&mut st).await;
                     self.load_replay(&mut st, &status).await;
@@ -131,5 +136,13 @@ impl WebhookWorker {
             }
         }
         self.drain(&mut st, &status).await;
+    }
+}
+
+/// Resolves at `at` (never, without one).
+async fn read_again(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -3,11 +3,7 @@
 
 use super::{State, WebhookWorker};
 use crate::delivery::plan;
-use crate::destinations::DestinationStatus;
-use crate::log::reader::{LogReader, Read1};
-
-/// How a failed log read shows in the destination's `last_error`.
-const READ_FAILED: &str = "reading the log failed";
+use crate::log::reader::Read1;
 
 impl WebhookWorker {
     /// Past a backlog cap, passes over the oldest records not read yet: they become
@@ -17,21 +13,25 @@ impl WebhookWorker {
         if !self.backlog.due() {
             return;
         }
-        let end = self.committed.borrow().end;
+        let end = self.tail.committed().end;
         let pinned = st.sched.cursor().position;
         let read = st.sched.window.read.clone();
         if let Some(next) = self.backlog.enforce(pinned, read, end).await {
-            st.reader = Some(LogReader::new(&self.log_dir, next.position).expecting(next.next_seq));
+            st.reader = Some(self.tail.reader(&next));
             st.sched.window.pass_over(next);
         }
     }
 
     /// Reads more records while the window has room, turning them into jobs. A failed read
-    /// is retried at the next turn of the loop, shown in `inspect` and counted meanwhile.
-    pub(super) async fn fill(&self, st: &mut State, status: &DestinationStatus) {
+    /// is retried after the tail's backoff, shown in `inspect` and counted meanwhile.
+    pub(super) async fn fill(&self, st: &mut State) {
         let room = st.sched.room();
-        let end = self.committed.borrow().end;
-        if !st.sched.wants_read(end) {
+        let end = self.tail.committed().end;
+        if !st.sched.wants_read(end)
+            || st
+                .read_again
+                .is_some_and(|at| at > tokio::time::Instant::now())
+        {
             return;
         }
         let Some(mut reader) = st.reader.take() else {
@@ -57,12 +57,8 @@ impl WebhookWorker {
         st.reader = Some(reader);
         match result {
             Ok(records) => {
-                if status
-                    .last_error()
-                    .is_some_and(|e| e.starts_with(READ_FAILED))
-                {
-                    status.set_error(None);
-                }
+                st.read_again = None;
+                self.tail.read_ok();
                 for r in records {
                     self.plan(st, r).await;
                 }
@@ -70,15 +66,11 @@ impl WebhookWorker {
                 read.position = read.position.max(crossed);
             }
             Err(error) => {
-                tracing::error!(destination = %self.dest.id, %error, "Reading the log failed");
-                status.set_error(Some(format!("{READ_FAILED}; retrying: {error}")));
-                let labels = crate::telemetry::metrics::destination(&self.dest.id);
-                self.metrics.log_read_errors.get_or_create(&labels).inc();
+                let wait = self.tail.read_failed(&error);
+                st.read_again = Some(tokio::time::Instant::now() + wait);
                 // Read again from where the window stands: the reader may have moved past
                 // records it has not handed over.
-                let read = &st.sched.window.read;
-                st.reader =
-                    Some(LogReader::new(&self.log_dir, read.position).expecting(read.next_seq));
+                st.reader = Some(self.tail.reader(&st.sched.window.read));
             }
         }
     }
@@ -87,7 +79,7 @@ impl WebhookWorker {
     /// that cannot be built are dead-lettered at once.
     async fn plan(&self, st: &mut State, r: Read1) {
         let seq = r.record.seq;
-        let planned = || plan::plan(&self.dest, &self.cfg, seq, &r.record.entry);
+        let planned = || plan::plan(&self.dest, &self.cfg, &self.route, seq, &r.record.entry);
         let unbuilt = st.sched.record(seq, r.next, planned, self.clock.now_ms());
         for (job, reason) in unbuilt {
             self.dead(st, job, reason).await;

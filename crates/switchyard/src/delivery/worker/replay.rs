@@ -36,7 +36,7 @@ impl WebhookWorker {
                 tracing::info!(destination = %self.dest.id, until_seq = state.until_seq, "Replaying from the log");
                 status.replaying.store(true, Ordering::Release);
                 status.replayed.store(state.replayed, Ordering::Release);
-                let reader = Some(LogReader::new(&self.log_dir, state.position));
+                let reader = Some(LogReader::new(self.tail.log_dir(), state.position));
                 st.sched.replay_started();
                 st.replay = Some(ReplayRun {
                     chunk_end: state.position,
@@ -55,7 +55,10 @@ impl WebhookWorker {
     /// Once the previous chunk is finished: save progress, then queue the next chunk's
     /// deliveries (only when no live delivery is waiting).
     pub(super) async fn replay_step(&self, st: &mut State, status: &DestinationStatus) {
-        if st.replay.is_none() || !st.sched.replay_ready() {
+        let backing_off = st
+            .read_again
+            .is_some_and(|at| at > tokio::time::Instant::now());
+        if st.replay.is_none() || !st.sched.replay_ready() || backing_off {
             return;
         }
         let Some(run) = st.replay.as_mut() else {
@@ -76,7 +79,7 @@ impl WebhookWorker {
         let Some(mut reader) = run.reader.take() else {
             return;
         };
-        let (end, progress) = (self.committed.borrow().end, run.state.clone());
+        let (end, progress) = (self.tail.committed().end, run.state.clone());
         let Ok((reader, saved, result)) = tokio::task::spawn_blocking(move || {
             let saved = file.save(&progress);
             let r = reader.read(end, 200, 4 << 20);
@@ -89,7 +92,19 @@ impl WebhookWorker {
         if let Err(error) = saved {
             tracing::error!(destination = %self.dest.id, %error, "Could not save replay progress");
         }
-        let records = result.unwrap_or_default();
+        let records = match result {
+            Ok(records) => {
+                self.tail.read_ok();
+                records
+            }
+            Err(error) => {
+                // The chunk is read again from its start after the tail's backoff.
+                let wait = self.tail.read_failed(&error);
+                st.read_again = Some(tokio::time::Instant::now() + wait);
+                run.reader = Some(LogReader::new(self.tail.log_dir(), run.state.position));
+                return;
+            }
+        };
         run.chunk_end = reader.position();
         run.reader = Some(reader);
         let (until, since) = (run.state.until_seq, run.state.since_ms);
@@ -102,6 +117,7 @@ impl WebhookWorker {
             jobs.extend(plan::plan(
                 &self.dest,
                 &self.cfg,
+                &self.route,
                 r.record.seq,
                 &r.record.entry,
             ));

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::{State, WebhookWorker};
+use crate::config::Route;
 use crate::delivery::nats::{NatsPublisher, render_subject};
 use crate::delivery::store::Request;
 use crate::delivery::webhook;
@@ -22,7 +23,11 @@ impl WebhookWorker {
             let (headers, body) = match &job.p.request {
                 Request::Http(h) => (
                     webhook::attempt_headers(&job.p, h, &self.cfg.signing, &self.dest.id, now),
-                    webhook::attempt_body(&job.p, self.cfg.forward.is_some(), self.clock.now_ms()),
+                    webhook::attempt_body(
+                        &job.p,
+                        matches!(self.route, Route::Segment(_)),
+                        self.clock.now_ms(),
+                    ),
                 ),
                 Request::Nats(_) => (Vec::new(), Bytes::new()),
             };

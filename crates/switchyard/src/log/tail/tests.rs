@@ -32,7 +32,7 @@ fn tail(committed: watch::Receiver<Committed>) -> (Tail, Arc<Readers>, Arc<Shown
 #[test]
 fn failed_reads_back_off_and_are_shown_until_a_read_succeeds() {
     let (_tx, rx) = watch::channel(Committed::default());
-    let (mut t, readers, shown, errors) = tail(rx);
+    let (t, readers, shown, errors) = tail(rx);
     let waits: Vec<Duration> = (0..12).map(|_| t.read_failed(&"disk on fire")).collect();
     assert_eq!(waits[0], BACKOFF_MIN);
     assert_eq!(waits[1], BACKOFF_MIN * 2);
@@ -53,7 +53,7 @@ fn failed_reads_back_off_and_are_shown_until_a_read_succeeds() {
 #[test]
 fn a_good_read_with_nothing_failing_clears_nothing() {
     let (_tx, rx) = watch::channel(Committed::default());
-    let (mut t, _readers, shown, _) = tail(rx);
+    let (t, _readers, shown, _) = tail(rx);
     t.read_ok();
     assert!(shown.0.lock().unwrap().is_empty());
 }
