@@ -42,6 +42,6 @@ fuzz_target!(|data: &[u8]| {
     let fql = switchyard::fql::Fql::parse(r#"type = "track" and properties.a.b != null"#).unwrap();
     let _ = fql.matches(&event);
     let _ = switchyard::mapping::Mapping::whole_event().evaluate(&event);
-    let _ = switchyard::warehouse::rows::rows_for(map, "2026-01-01T00:00:00.000Z");
+    let _ = switchyard::destinations::postgres::rows::rows_for(map, "2026-01-01T00:00:00.000Z");
     assert!(switchyard::profiles::event::ProfileEvent::parse(&n.body).is_some());
 });

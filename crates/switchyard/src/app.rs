@@ -23,6 +23,7 @@ use crate::delivery::http::HttpClient;
 use crate::delivery::store::DeliveryStore;
 use crate::delivery::worker::WebhookWorker;
 use crate::destinations::backlog::Backlog;
+use crate::destinations::postgres::runner::WarehouseWorker;
 use crate::destinations::{DestinationStatus, Runner};
 use crate::egress::EgressPolicy;
 use crate::log::tail::Tail;
@@ -30,7 +31,6 @@ use crate::log::{Log, LogOptions, retention};
 use crate::recent::{RecentEvent, RecentStore};
 use crate::state::{AppState, Parts, Phase};
 use crate::telemetry::Metrics;
-use crate::warehouse::runner::WarehouseWorker;
 use crate::webhooks::Webhooks;
 
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);

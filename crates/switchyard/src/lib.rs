@@ -19,7 +19,7 @@
 //! - `destinations/`: per-destination status, the `file` runner and sink, backlog caps,
 //!   `log_damage` dead letters and replay from the log for batch runners.
 //! - `delivery/`: the engine for `webhook`, `segment` and `nats` destinations.
-//! - `warehouse/`: the `postgres` destination (Segment's warehouse layout).
+//! - `destinations/postgres/`: the `postgres` destination (Segment's warehouse layout).
 //! - `profiles/`: the profile store; `egress.rs` and `egress/`: the outbound address guard.
 //! - `recent.rs`: the bounded recent-events store; `cursor.rs`: durable cursors;
 //!   `inspect.rs`: the `inspect` report; `telemetry/`: tracing and Prometheus metrics;
@@ -53,5 +53,4 @@ pub mod redb_store;
 pub mod signing;
 pub mod state;
 pub mod telemetry;
-pub mod warehouse;
 pub mod webhooks;

@@ -529,7 +529,7 @@ fn compile_postgres(cx: &mut Cx, v: Option<&Value>, path: &str) -> Option<Destin
 /// The connection string, its `sslmode` and the CA file, as the warehouse will read them:
 /// every problem reported, the CA file read now (it is read again at each connection).
 fn check_postgres_tls(cx: &mut Cx, url: &str, ca_file: Option<&std::path::Path>, spath: &str) {
-    use crate::warehouse::connect::{ConnectError, SslMode, Target, read_ca};
+    use crate::destinations::postgres::connect::{ConnectError, SslMode, Target, read_ca};
     if let Some(Err(e)) = ca_file.map(read_ca) {
         cx.err(format!("{spath}.ca_file"), e.to_string());
     }

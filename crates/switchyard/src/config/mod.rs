@@ -330,7 +330,7 @@ impl DestinationKind {
 pub struct PostgresSettings {
     /// A libpq-style URL or key=value string; may carry a password and `sslmode`.
     pub url: String,
-    /// The CA that signed the server's certificate, PEM (`warehouse/connect.rs`).
+    /// The CA that signed the server's certificate, PEM (`destinations/postgres/connect.rs`).
     pub ca_file: Option<std::path::PathBuf>,
     pub batch_rows: usize,
     pub batch_interval: Duration,

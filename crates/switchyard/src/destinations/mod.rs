@@ -4,6 +4,7 @@
 
 pub mod backlog;
 mod file;
+pub mod postgres;
 pub mod replay;
 
 use std::sync::atomic::{AtomicU64, Ordering};

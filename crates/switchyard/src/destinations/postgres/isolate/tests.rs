@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::warehouse::load::copy_field;
+use crate::destinations::postgres::load::copy_field;
 
 #[derive(Debug, PartialEq)]
 enum Fake {

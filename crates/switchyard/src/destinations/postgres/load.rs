@@ -306,7 +306,7 @@ fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::warehouse::standard::TableKind;
+    use crate::destinations::postgres::standard::TableKind;
 
     fn cell(ty: ColType, text: &str) -> Cell {
         Cell {
