@@ -237,7 +237,7 @@ fn authentication(
     if raw.verify.is_none() && token.is_none() && !public {
         cx.err(
             path,
-            "a webhook source needs verify, a token, or an explicit public: true (SPEC §3b)",
+            "a webhook source needs verify, a token, or an explicit public: true (docs/sources.md#authentication)",
         );
     }
     (token, verify, public)
