@@ -1,7 +1,6 @@
 //! Compiling `destinations:`: the common keys, then each type's settings.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_yaml_ng::Value;
@@ -61,7 +60,12 @@ pub(super) fn compile(
             }
         }
         let kind = match raw.kind.as_str() {
-            "file" => compile_file(cx, raw.settings.as_ref(), &path, &mut paths),
+            "file" => crate::destinations::file::config::compile_file(
+                cx,
+                raw.settings.as_ref(),
+                &path,
+                &mut paths,
+            ),
             "webhook" => compile_webhook(cx, &raw, &path, server)
                 .map(|w| DestinationKind::Webhook(Box::new(w))),
             "segment" => compile_segment(cx, &raw, &path, server)
@@ -120,40 +124,6 @@ fn fql(cx: &mut Cx, src: &str, path: &str) -> Option<Fql> {
     Fql::parse(src)
         .map_err(|e| cx.err(path, format!("invalid FQL: {e}")))
         .ok()
-}
-
-fn compile_file(
-    cx: &mut Cx,
-    settings: Option<&Value>,
-    path: &str,
-    paths: &mut HashSet<PathBuf>,
-) -> Option<DestinationKind> {
-    let spath = format!("{path}.settings");
-    if settings.is_none() {
-        cx.err(&spath, "a file destination needs settings.path");
-        return None;
-    }
-    let raw: RawFileSettings = cx.section(settings, &spath)?;
-    let max_bytes = cx.size(&raw.max_bytes, 256 << 20, &format!("{spath}.max_bytes"));
-    if max_bytes < 4096 {
-        cx.err(format!("{spath}.max_bytes"), "must be at least 4KiB");
-    }
-    if raw.path.is_empty() {
-        cx.err(format!("{spath}.path"), "must not be empty");
-        return None;
-    }
-    let file = PathBuf::from(raw.path);
-    if !paths.insert(file.clone()) {
-        cx.err(
-            format!("{spath}.path"),
-            "another file destination already writes this path",
-        );
-    }
-    Some(DestinationKind::File(FileSettings {
-        path: file,
-        max_bytes,
-        keep: raw.keep.unwrap_or(10),
-    }))
 }
 
 fn compile_webhook(

@@ -8,10 +8,10 @@
 //! `functions:`), `destinations.rs` (`destinations:`, each type's settings), `demo.rs` (the
 //! workspace `serve` starts without `--config`), `tests.rs` (the compiler's unit tests).
 
-mod compile;
+pub(crate) mod compile;
 pub mod demo;
 mod destinations;
-mod raw;
+pub(crate) mod raw;
 mod server;
 mod sources;
 pub mod units;
@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::destinations::file::config::FileSettings;
 pub use compile::compile_str;
 pub use server::public_admin_token_problem;
 
@@ -441,13 +442,6 @@ pub struct RetryConfig {
     pub max_age: Duration,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct FileSettings {
-    pub path: PathBuf,
-    pub max_bytes: u64,
-    pub keep: usize,
 }
 
 /// Reads and compiles a config file. On failure, every problem found is returned.

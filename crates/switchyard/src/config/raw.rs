@@ -150,14 +150,6 @@ pub struct RawBacklog {
     pub max_age: Option<Scalar>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFileSettings {
-    pub path: String,
-    pub max_bytes: Option<Scalar>,
-    pub keep: Option<usize>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWebhookSettings {
