@@ -73,7 +73,11 @@ pub(super) fn compile(
             "nats" => {
                 compile_nats(cx, &raw, &path).map(|(w, n)| DestinationKind::Nats(Box::new(w), n))
             }
-            "postgres" => compile_postgres(cx, raw.settings.as_ref(), &path),
+            "postgres" => crate::destinations::postgres::config::compile_postgres(
+                cx,
+                raw.settings.as_ref(),
+                &path,
+            ),
             other => {
                 cx.err(
                     format!("{path}.type"),
@@ -474,59 +478,6 @@ fn check_literal_url(cx: &mut Cx, text: &str, path: &str, server: &ServerConfig)
 
 /// The `nats` destination: the delivery engine with one route that publishes each whole
 /// event to a subject rendered from a template.
-fn compile_postgres(cx: &mut Cx, v: Option<&Value>, path: &str) -> Option<DestinationKind> {
-    let spath = format!("{path}.settings");
-    let raw: RawPostgresSettings = cx.section(v, &spath)?;
-    let ca_file = raw.ca_file.as_ref().map(std::path::PathBuf::from);
-    check_postgres_tls(cx, &raw.url, ca_file.as_deref(), &spath);
-    let batch_rows = raw.batch_rows.unwrap_or(10_000);
-    if batch_rows == 0 {
-        cx.err(format!("{spath}.batch_rows"), "must be at least 1");
-    }
-    let batch_interval = cx.duration(
-        &raw.batch_interval,
-        Duration::from_secs(1),
-        &format!("{spath}.batch_interval"),
-    );
-    Some(DestinationKind::Postgres(PostgresSettings {
-        url: raw.url,
-        ca_file,
-        batch_rows: batch_rows.max(1),
-        batch_interval,
-    }))
-}
-
-/// The connection string, its `sslmode` and the CA file, as the warehouse will read them:
-/// every problem reported, the CA file read now (it is read again at each connection).
-fn check_postgres_tls(cx: &mut Cx, url: &str, ca_file: Option<&std::path::Path>, spath: &str) {
-    use crate::destinations::postgres::connect::{ConnectError, SslMode, Target, read_ca};
-    if let Some(Err(e)) = ca_file.map(read_ca) {
-        cx.err(format!("{spath}.ca_file"), e.to_string());
-    }
-    let target = match Target::parse(url, ca_file) {
-        Ok(t) => t,
-        Err(e @ ConnectError::TwoCaFiles) => {
-            return cx.err(format!("{spath}.ca_file"), e.to_string());
-        }
-        Err(e) => return cx.err(format!("{spath}.url"), e.to_string()),
-    };
-    if target.ca_file.is_some() && matches!(target.mode, SslMode::Disable | SslMode::Prefer) {
-        let msg = format!(
-            "the CA file is not used with sslmode={}: set sslmode=verify-full in the URL to check the server",
-            target.mode.name()
-        );
-        // Point at where the CA was set: `settings.ca_file`, or `sslrootcert` in the URL.
-        let at = if ca_file.is_some() { "ca_file" } else { "url" };
-        cx.problems
-            .push(Problem::warning(format!("{spath}.{at}"), msg));
-    } else if ca_file.is_none()
-        && let Err(e) = target.tls()
-    {
-        // sslrootcert in the URL.
-        cx.err(format!("{spath}.url"), e.to_string());
-    }
-}
-
 fn compile_nats(
     cx: &mut Cx,
     raw: &RawDestination,

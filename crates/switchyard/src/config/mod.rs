@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::destinations::file::config::FileSettings;
+pub use crate::destinations::postgres::config::PostgresSettings;
 pub use compile::compile_str;
 pub use server::public_admin_token_problem;
 
@@ -324,27 +325,6 @@ impl DestinationKind {
             DestinationKind::Nats(c, n) => Some((c, Route::Nats(n.clone()))),
             DestinationKind::File(_) | DestinationKind::Postgres(_) => None,
         }
-    }
-}
-
-#[derive(Clone)]
-pub struct PostgresSettings {
-    /// A libpq-style URL or key=value string; may carry a password and `sslmode`.
-    pub url: String,
-    /// The CA that signed the server's certificate, PEM (`destinations/postgres/connect.rs`).
-    pub ca_file: Option<std::path::PathBuf>,
-    pub batch_rows: usize,
-    pub batch_interval: Duration,
-}
-
-impl std::fmt::Debug for PostgresSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresSettings")
-            .field("url", &crate::redact::url(&self.url))
-            .field("ca_file", &self.ca_file)
-            .field("batch_rows", &self.batch_rows)
-            .field("batch_interval", &self.batch_interval)
-            .finish()
     }
 }
 

@@ -225,13 +225,3 @@ pub struct RawNatsSettings {
     pub subject: String,
     pub core: Option<bool>,
 }
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPostgresSettings {
-    pub url: String,
-    /// PEM file of the CA that signed the server's certificate (libpq's `sslrootcert`).
-    pub ca_file: Option<String>,
-    pub batch_rows: Option<usize>,
-    pub batch_interval: Option<Scalar>,
-}
