@@ -11,6 +11,7 @@ use super::raw::*;
 use super::units::{parse_duration, parse_size};
 use super::vars::{item_label, substitute};
 use super::*;
+use crate::fql::Fql;
 
 const TOP_LEVEL: [&str; 6] = [
     "server",
@@ -296,4 +297,11 @@ pub(super) fn list_items<'a>(
         out.push((path, item));
     }
     out
+}
+
+/// An FQL condition, or the error at `path`.
+pub(crate) fn fql(cx: &mut Cx, src: &str, path: &str) -> Option<Fql> {
+    Fql::parse(src)
+        .map_err(|e| cx.err(path, format!("invalid FQL: {e}")))
+        .ok()
 }

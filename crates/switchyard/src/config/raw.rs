@@ -159,56 +159,6 @@ pub struct RawWebhookSettings {
     pub signing: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDelivery {
-    pub timeout: Option<Scalar>,
-    pub concurrency: Option<usize>,
-    pub max_in_flight: Option<usize>,
-    pub batch_linger: Option<Scalar>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRetry {
-    pub max_age: Option<Scalar>,
-    pub initial_backoff: Option<Scalar>,
-    pub max_backoff: Option<Scalar>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum RawEnabled {
-    All(bool),
-    PerEnvironment(IndexMap<String, bool>),
-}
-
-/// The request fields of a mapping; Segment's export nests them under `mapping:`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAction {
-    pub url: Option<Value>,
-    pub method: Option<String>,
-    pub headers: Option<IndexMap<String, Value>>,
-    pub batch_size: Option<u64>,
-    pub data: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMapping {
-    pub name: Option<String>,
-    pub enabled: Option<RawEnabled>,
-    pub subscribe: Option<String>,
-    pub url: Option<Value>,
-    pub method: Option<String>,
-    pub headers: Option<IndexMap<String, Value>>,
-    pub batch_size: Option<u64>,
-    pub data: Option<Value>,
-    /// Segment's exported shape nests the request fields here.
-    pub mapping: Option<RawAction>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSegmentSettings {

@@ -23,6 +23,7 @@
 
 pub mod backoff;
 mod batch;
+pub(crate) mod config;
 pub mod http;
 pub mod nats;
 mod plan;
