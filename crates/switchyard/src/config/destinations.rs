@@ -71,9 +71,8 @@ pub(super) fn compile(
                 .map(|w| DestinationKind::Webhook(Box::new(w))),
             "segment" => compile_segment(cx, &raw, &path, server)
                 .map(|(w, f)| DestinationKind::Segment(Box::new(w), f)),
-            "nats" => {
-                compile_nats(cx, &raw, &path).map(|(w, n)| DestinationKind::Nats(Box::new(w), n))
-            }
+            "nats" => crate::destinations::nats::config::compile_nats(cx, &raw, &path)
+                .map(|(w, n)| DestinationKind::Nats(Box::new(w), n)),
             "postgres" => crate::destinations::postgres::config::compile_postgres(
                 cx,
                 raw.settings.as_ref(),
@@ -222,61 +221,4 @@ fn signing(cx: &mut Cx, s: RawWebhookSettings, path: &str) -> Signing {
             Signing::None
         }
     }
-}
-
-/// The `nats` destination: the delivery engine with one route that publishes each whole
-/// event to a subject rendered from a template.
-fn compile_nats(
-    cx: &mut Cx,
-    raw: &RawDestination,
-    path: &str,
-) -> Option<(WebhookConfig, NatsTarget)> {
-    let spath = format!("{path}.settings");
-    if raw.mappings.is_some() {
-        cx.err(
-            format!("{path}.mappings"),
-            "a nats destination publishes whole events and takes no mappings",
-        );
-    }
-    let s: RawNatsSettings = cx.section(raw.settings.as_ref(), &spath)?;
-    let url = s.url.unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-    let sample = crate::delivery::nats::render_subject(&s.subject, &serde_json::json!({}));
-    let valid = !sample.is_empty()
-        && sample
-            .split('.')
-            .all(|t| !t.is_empty() && !t.contains(char::is_whitespace))
-        && !sample.contains(['*', '>']);
-    if !valid {
-        cx.err(
-            format!("{spath}.subject"),
-            format!(
-                "{:?} is not a valid subject template (dot-separated tokens, no wildcards)",
-                s.subject
-            ),
-        );
-    }
-    let (delivery, retry) = delivery_and_retry(cx, raw, path);
-    let route = MappingConfig {
-        name: "nats".into(),
-        enabled: Enabled::All(true),
-        subscribe: Fql::always(),
-        url: Mapping::compile(serde_json::Value::String(url.clone())).ok()?,
-        // A publish has no HTTP method: `delivery/plan.rs` builds a typed NATS publish.
-        method: String::new(),
-        headers: Vec::new(),
-        data: Mapping::whole_event(),
-        batch_size: 0,
-    };
-    let nats = NatsTarget {
-        url,
-        subject: s.subject,
-        core: s.core.unwrap_or(false),
-    };
-    let engine = WebhookConfig {
-        signing: Signing::None,
-        mappings: vec![route],
-        delivery,
-        retry,
-    };
-    Some((engine, nats))
 }

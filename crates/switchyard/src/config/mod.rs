@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::destinations::file::config::FileSettings;
+pub use crate::destinations::nats::config::NatsTarget;
 pub use crate::destinations::postgres::config::PostgresSettings;
 pub use compile::compile_str;
 pub use server::public_admin_token_problem;
@@ -336,16 +337,6 @@ pub struct WebhookConfig {
     pub mappings: Vec<MappingConfig>,
     pub delivery: DeliveryConfig,
     pub retry: RetryConfig,
-}
-
-/// Where a `nats` destination publishes.
-#[derive(Debug, Clone)]
-pub struct NatsTarget {
-    pub url: String,
-    /// A subject template such as `events.{{type}}`.
-    pub subject: String,
-    /// Plain (at-most-once) publishes instead of JetStream.
-    pub core: bool,
 }
 
 /// Where a `segment` destination forwards to.

@@ -167,11 +167,3 @@ pub struct RawSegmentSettings {
     /// Events per forwarded request (default 100; 0 = one per request).
     pub batch_size: Option<u64>,
 }
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNatsSettings {
-    pub url: Option<String>,
-    pub subject: String,
-    pub core: Option<bool>,
-}

@@ -25,7 +25,6 @@ pub mod backoff;
 mod batch;
 pub(crate) mod config;
 pub mod http;
-pub mod nats;
 mod plan;
 pub mod replay;
 pub mod request;

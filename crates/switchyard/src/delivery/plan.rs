@@ -122,7 +122,7 @@ fn nats_publish(
     route: &str,
 ) -> NatsPublish {
     NatsPublish {
-        subject: super::nats::render_subject(&n.subject, event),
+        subject: crate::destinations::nats::publish::render_subject(&n.subject, event),
         msg_id: crate::signing::webhook_id(&e.source, &e.message_id, dest, route),
         body: String::from_utf8_lossy(&e.body).into_owned(),
     }

@@ -4,6 +4,7 @@
 
 pub mod backlog;
 pub mod file;
+pub mod nats;
 pub mod postgres;
 pub mod replay;
 
