@@ -8,9 +8,7 @@ use serde_yaml_ng::Value;
 use super::compile::{Cx, fql, list_items};
 use super::raw::*;
 use super::*;
-use crate::delivery::config::{check_literal_url, delivery_and_retry, mappings};
-use crate::fql::Fql;
-use crate::mapping::Mapping;
+use crate::delivery::config::{delivery_and_retry, mappings};
 
 const DESTINATION_TYPES: &str = "webhook, postgres, segment, nats, file";
 
@@ -69,8 +67,10 @@ pub(super) fn compile(
             ),
             "webhook" => compile_webhook(cx, &raw, &path, server)
                 .map(|w| DestinationKind::Webhook(Box::new(w))),
-            "segment" => compile_segment(cx, &raw, &path, server)
-                .map(|(w, f)| DestinationKind::Segment(Box::new(w), f)),
+            "segment" => {
+                crate::destinations::segment::config::compile_segment(cx, &raw, &path, server)
+                    .map(|(w, f)| DestinationKind::Segment(Box::new(w), f))
+            }
             "nats" => crate::destinations::nats::config::compile_nats(cx, &raw, &path)
                 .map(|(w, n)| DestinationKind::Nats(Box::new(w), n)),
             "postgres" => crate::destinations::postgres::config::compile_postgres(
@@ -142,58 +142,6 @@ fn compile_webhook(
         delivery,
         retry,
     })
-}
-
-/// The `segment` destination: the webhook engine with one fixed route that forwards each
-/// event, unchanged but for `context.switchyard` and `sentAt`, to `<endpoint>/v1/batch`.
-fn compile_segment(
-    cx: &mut Cx,
-    raw: &RawDestination,
-    path: &str,
-    server: &ServerConfig,
-) -> Option<(WebhookConfig, Forward)> {
-    let spath = format!("{path}.settings");
-    if raw.mappings.is_some() {
-        cx.err(
-            format!("{path}.mappings"),
-            "a segment destination forwards whole events and takes no mappings",
-        );
-    }
-    let s: RawSegmentSettings = cx.section(raw.settings.as_ref(), &spath)?;
-    check_literal_url(cx, &s.endpoint, &format!("{spath}.endpoint"), server);
-    if s.write_key.is_empty() {
-        cx.err(format!("{spath}.write_key"), "is required");
-    }
-    let batch_size = s.batch_size.unwrap_or(100);
-    if batch_size > 2500 {
-        cx.err(
-            format!("{spath}.batch_size"),
-            "must be at most 2500 (the Tracking API's batch limit)",
-        );
-    }
-    let (delivery, retry) = delivery_and_retry(cx, raw, path);
-    let batch_url = format!("{}/v1/batch", s.endpoint.trim_end_matches('/'));
-    let route = MappingConfig {
-        name: "forward".into(),
-        enabled: Enabled::All(true),
-        subscribe: Fql::always(),
-        url: Mapping::compile(serde_json::Value::String(batch_url.clone())).ok()?,
-        method: "POST".into(),
-        headers: Vec::new(),
-        data: Mapping::whole_event(),
-        batch_size: batch_size as usize,
-    };
-    let forward = Forward {
-        batch_url,
-        write_key: s.write_key,
-    };
-    let engine = WebhookConfig {
-        signing: Signing::None,
-        mappings: vec![route],
-        delivery,
-        retry,
-    };
-    Some((engine, forward))
 }
 
 fn signing(cx: &mut Cx, s: RawWebhookSettings, path: &str) -> Signing {

@@ -26,6 +26,7 @@ use std::time::Duration;
 pub use crate::destinations::file::config::FileSettings;
 pub use crate::destinations::nats::config::NatsTarget;
 pub use crate::destinations::postgres::config::PostgresSettings;
+pub use crate::destinations::segment::config::Forward;
 pub use compile::compile_str;
 pub use server::public_admin_token_problem;
 
@@ -337,20 +338,6 @@ pub struct WebhookConfig {
     pub mappings: Vec<MappingConfig>,
     pub delivery: DeliveryConfig,
     pub retry: RetryConfig,
-}
-
-/// Where a `segment` destination forwards to.
-#[derive(Clone)]
-pub struct Forward {
-    /// `<endpoint>/v1/batch`.
-    pub batch_url: String,
-    pub write_key: String,
-}
-
-impl std::fmt::Debug for Forward {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Forward({}, ***)", self.batch_url)
-    }
 }
 
 #[derive(Clone)]

@@ -158,12 +158,3 @@ pub struct RawWebhookSettings {
     pub shared_secret_alias: Option<String>,
     pub signing: Option<String>,
 }
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSegmentSettings {
-    pub endpoint: String,
-    pub write_key: String,
-    /// Events per forwarded request (default 100; 0 = one per request).
-    pub batch_size: Option<u64>,
-}

@@ -40,7 +40,8 @@ pub fn plan(
         .map(|m| {
             let built = match route {
                 Route::Segment(f) => {
-                    webhook::build_forward(&event, &e.message_id, f).map(Request::Http)
+                    crate::destinations::segment::forward::build_forward(&event, &e.message_id, f)
+                        .map(Request::Http)
                 }
                 Route::Nats(n) => Ok(Request::Nats(nats_publish(n, &event, e, &dest.id, &m.name))),
                 Route::Webhook => webhook::build(m, &event, &e.message_id).map(Request::Http),

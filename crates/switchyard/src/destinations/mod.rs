@@ -7,6 +7,7 @@ pub mod file;
 pub mod nats;
 pub mod postgres;
 pub mod replay;
+pub mod segment;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
