@@ -8,7 +8,6 @@ use serde_yaml_ng::Value;
 use super::compile::{Cx, fql, list_items};
 use super::raw::*;
 use super::*;
-use crate::delivery::config::{delivery_and_retry, mappings};
 
 const DESTINATION_TYPES: &str = "webhook, postgres, segment, nats, file";
 
@@ -65,8 +64,10 @@ pub(super) fn compile(
                 &path,
                 &mut paths,
             ),
-            "webhook" => compile_webhook(cx, &raw, &path, server)
-                .map(|w| DestinationKind::Webhook(Box::new(w))),
+            "webhook" => {
+                crate::destinations::webhook::config::compile_webhook(cx, &raw, &path, server)
+                    .map(|w| DestinationKind::Webhook(Box::new(w)))
+            }
             "segment" => {
                 crate::destinations::segment::config::compile_segment(cx, &raw, &path, server)
                     .map(|(w, f)| DestinationKind::Segment(Box::new(w), f))
@@ -122,51 +123,4 @@ fn backlog(cx: &mut Cx, v: Option<&Value>, path: &str) -> BacklogConfig {
         cx.err(format!("{bpath}.max_age"), "must be at least 1s");
     }
     BacklogConfig { max_bytes, max_age }
-}
-
-fn compile_webhook(
-    cx: &mut Cx,
-    raw: &RawDestination,
-    path: &str,
-    server: &ServerConfig,
-) -> Option<WebhookConfig> {
-    let settings: RawWebhookSettings = cx
-        .section(raw.settings.as_ref(), &format!("{path}.settings"))
-        .unwrap_or_default();
-    let signing = signing(cx, settings, &format!("{path}.settings"));
-    let (delivery, retry) = delivery_and_retry(cx, raw, path);
-    let mappings = mappings(cx, raw.mappings.as_ref(), path, server);
-    Some(WebhookConfig {
-        signing,
-        mappings,
-        delivery,
-        retry,
-    })
-}
-
-fn signing(cx: &mut Cx, s: RawWebhookSettings, path: &str) -> Signing {
-    let secret = s
-        .shared_secret
-        .or(s.shared_secret_alias)
-        .filter(|s| !s.is_empty());
-    match (s.signing.as_deref().unwrap_or("segment"), secret) {
-        (_, None) => Signing::None,
-        ("segment", Some(secret)) => Signing::Segment(secret),
-        ("standard_webhooks", Some(secret)) => {
-            match crate::signing::StandardWebhooks::from_secret(&secret) {
-                Ok(k) => Signing::StandardWebhooks(k),
-                Err(e) => {
-                    cx.err(format!("{path}.shared_secret"), e.to_string());
-                    Signing::None
-                }
-            }
-        }
-        (other, Some(_)) => {
-            cx.err(
-                format!("{path}.signing"),
-                format!("unknown signing {other:?}; expected segment or standard_webhooks"),
-            );
-            Signing::None
-        }
-    }
 }

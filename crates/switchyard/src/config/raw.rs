@@ -149,12 +149,3 @@ pub struct RawBacklog {
     /// Age of the oldest record it has not passed, by `receivedAt` (default 7d).
     pub max_age: Option<Scalar>,
 }
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWebhookSettings {
-    pub shared_secret: Option<String>,
-    #[serde(rename = "sharedSecret")]
-    pub shared_secret_alias: Option<String>,
-    pub signing: Option<String>,
-}

@@ -4,7 +4,6 @@
 //! not be built.
 
 use super::store::{HttpRequest, NatsPublish, Pending, Request};
-use super::webhook;
 use crate::config::{DestinationConfig, Route, WebhookConfig};
 use crate::log::record::{Entry, Kind};
 
@@ -44,7 +43,10 @@ pub fn plan(
                         .map(Request::Http)
                 }
                 Route::Nats(n) => Ok(Request::Nats(nats_publish(n, &event, e, &dest.id, &m.name))),
-                Route::Webhook => webhook::build(m, &event, &e.message_id).map(Request::Http),
+                Route::Webhook => {
+                    crate::destinations::webhook::request::build(m, &event, &e.message_id)
+                        .map(Request::Http)
+                }
             };
             let mut p = pending(route, m, seq, e);
             let delivery = match built {

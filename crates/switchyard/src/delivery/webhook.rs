@@ -1,13 +1,11 @@
-//! Segment "Webhooks (Actions)" requests (docs/destinations.md#webhook-destinations): one per event
-//! and matching mapping, with the mapped URL, method, headers and body, our fixed headers,
-//! and the signature of the configured scheme added at each attempt.
-
-use serde_json::Value;
+//! What every HTTP attempt of the engine shares, whatever its type built: our
+//! `ascii_or_encoded` header values, the body and headers of one attempt (the signature of
+//! the configured scheme is added here, at each attempt), and what an answer or a failed
+//! send means (`classify`).
 
 use super::http::{Response, SendError};
 use super::store::{HttpRequest, Pending};
-
-use crate::config::{MappingConfig, Signing};
+use crate::config::Signing;
 use crate::signing;
 
 /// The bytes of one attempt: the stored body, or for a forwarded delivery the batch
@@ -17,91 +15,6 @@ pub fn attempt_body(p: &Pending, forward: bool, now_ms: i64) -> bytes::Bytes {
         return crate::destinations::segment::forward::attempt_body(p, now_ms);
     }
     bytes::Bytes::from(p.request.body().to_owned())
-}
-
-/// Builds the request of one (event, mapping), or the permanent reason it cannot be built.
-pub fn build(
-    mapping: &MappingConfig,
-    event: &Value,
-    message_id: &str,
-) -> Result<HttpRequest, String> {
-    let url = match mapping
-        .url
-        .evaluate(event)
-        .map_err(|e| format!("url mapping failed: {e}"))?
-    {
-        Some(Value::String(u)) => u,
-        other => {
-            return Err(format!(
-                "the url mapping gave {}, not a string",
-                describe(other.as_ref())
-            ));
-        }
-    };
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|_| format!("the url {url:?} is not a valid URL"))?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-        return Err(format!("the url {url:?} is not an absolute http(s) URL"));
-    }
-    let mut headers = vec![
-        ("content-type".to_owned(), "application/json".to_owned()),
-        ("user-agent".to_owned(), "Segment (Actions)".to_owned()),
-        (
-            "x-switchyard-mapping".to_owned(),
-            ascii_or_encoded(&mapping.name),
-        ),
-        ("idempotency-key".to_owned(), ascii_or_encoded(message_id)),
-    ];
-    for (name, value) in &mapping.headers {
-        let v = match value
-            .evaluate(event)
-            .map_err(|e| format!("header {name} mapping failed: {e}"))?
-        {
-            None => continue,
-            Some(Value::String(s)) => s,
-            Some(other) => crate::mapping::js_string(&other),
-        };
-        if !v.bytes().all(|b| (0x20..0x7f).contains(&b) || b == b'\t') {
-            return Err(format!(
-                "header {name} value is not ASCII (payload validation failed)"
-            ));
-        }
-        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-        headers.push((name.clone(), v));
-    }
-    let body = match mapping
-        .data
-        .evaluate(event)
-        .map_err(|e| format!("data mapping failed: {e}"))?
-    {
-        Some(obj @ Value::Object(_)) => serde_json::to_string(&obj).map_err(|e| e.to_string())?,
-        other => {
-            return Err(format!(
-                "data must resolve to an object, got {} (payload validation failed)",
-                describe(other.as_ref())
-            ));
-        }
-    };
-    Ok(HttpRequest {
-        url,
-        method: mapping.method.clone(),
-        headers,
-        signed: body.clone(),
-        body,
-    })
-}
-
-fn describe(v: Option<&Value>) -> &'static str {
-    match v {
-        None => "nothing",
-        Some(Value::Null) => "null",
-        Some(Value::Bool(_)) => "a boolean",
-        Some(Value::Number(_)) => "a number",
-        Some(Value::String(_)) => "a string",
-        Some(Value::Array(_)) => "an array",
-        Some(Value::Object(_)) => "an object",
-    }
 }
 
 /// Visible ASCII stays; anything else is percent-encoded (a header value must be ASCII).

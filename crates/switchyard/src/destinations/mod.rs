@@ -8,6 +8,7 @@ pub mod nats;
 pub mod postgres;
 pub mod replay;
 pub mod segment;
+pub mod webhook;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
