@@ -1,12 +1,15 @@
 //! Configuration: the YAML file (`config/switchyard.example.yaml`, README "Configuration")
 //! compiled into a validated `Config`.
 //!
-//! Layout: this file (the compiled `Config` types and `load`), `raw.rs` (serde structs as
-//! written), `vars.rs` (`${ENV}` substitution), `units.rs` (durations and sizes), `compile.rs`
-//! (raw → `Config`, collecting every problem with its path; also the `storage:` and `dedupe:`
-//! sections), `server.rs` (the `server:` section), `sources.rs` (`sources:` and
-//! `functions:`), `destinations.rs` (`destinations:`, each type's settings), `demo.rs` (the
-//! workspace `serve` starts without `--config`), `tests.rs` (the compiler's unit tests).
+//! Layout: this file (the compiled `Config` types and `load`; each destination type's
+//! settings are defined in `destinations/<type>/config.rs` and re-exported here), `raw.rs`
+//! (serde structs as written), `vars.rs` (`${ENV}` substitution), `units.rs` (durations and
+//! sizes), `compile.rs` (raw → `Config`, collecting every problem with its path; the helpers
+//! every section's compile uses; also the `storage:` and `dedupe:` sections), `server.rs`
+//! (the `server:` section), `sources.rs` (`sources:` and `functions:`), `destinations.rs`
+//! (`destinations:`: the keys every destination has, and the registry from `type:` to each
+//! type's compile), `demo.rs` (the workspace `serve` starts without `--config`), `tests.rs`
+//! (the compiler's unit tests).
 
 pub(crate) mod compile;
 pub mod demo;

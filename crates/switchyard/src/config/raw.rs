@@ -1,5 +1,8 @@
 //! The config file as written: serde structs that reject unknown keys. `compile.rs` turns
 //! them into a validated `Config`. Units stay text here so that errors can name the path.
+//! A destination type's `settings:` are written out beside its compile
+//! (`destinations/<type>/config.rs`; `delivery/config.rs` for `delivery:`, `retry:` and
+//! `mappings:`).
 
 use indexmap::IndexMap;
 use serde::Deserialize;

@@ -1,6 +1,26 @@
 //! Destinations: each runs its own task that reads the log through its own durable cursor,
 //! so a slow destination only grows its own backlog (on disk), never ingest's or another
 //! destination's.
+//!
+//! Shared by every type: this file (`DestinationStatus`, what the process can see of a
+//! running destination, and `Runner::prepare`, the cursor set-up), `backlog.rs` (backlog
+//! caps; `backlog/damage.rs`, `log_damage` dead letters) and `replay.rs` (replay from the log
+//! for the batch runners).
+//!
+//! One folder per type (docs/destinations.md), each with its config, validation, runtime and
+//! tests:
+//! - `file/`: JSON lines on disk; its own runner (`mod.rs`), the sink, `config.rs`.
+//! - `postgres/`: Segment's warehouse layout; its own runner, `config.rs` and the loader.
+//! - `webhook/`, `segment/`, `nats/`: `config.rs` and how the type builds or sends a
+//!   delivery; the delivery engine (`delivery/`) runs them.
+//!
+//! A new type needs: `destinations/<type>/mod.rs` and `config.rs` (its settings struct, raw
+//! settings and `compile_<type>`) and its runtime in that folder; a `DestinationKind`
+//! variant (`config/mod.rs`, with `type_name`); one line in the registry `kind` in
+//! `config/destinations.rs`; and the docs. A batch type adds its task in `app.rs`; a type
+//! the delivery engine sends adds instead a `Route` variant (`delivered`), its arm in
+//! `delivery/plan.rs` and `delivery/worker/send.rs`, and its name to the engine's types in
+//! `config/destinations.rs` (which may set `delivery:`, `retry:`, `mappings:`).
 
 pub mod backlog;
 pub mod file;
