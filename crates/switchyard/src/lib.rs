@@ -16,10 +16,12 @@
 //! - `functions/`: source functions in embedded QuickJS; `webhooks/`: webhook sources
 //!   (verification, idempotency, function runs and their durable retries).
 //! - `fql/`: trigger conditions; `mapping/`: the mapping-kit directives.
-//! - `destinations/`: per-destination status, the `file` runner and sink, backlog caps,
-//!   `log_damage` dead letters and replay from the log for batch runners.
-//! - `delivery/`: the engine for `webhook`, `segment` and `nats` destinations.
-//! - `destinations/postgres/`: the `postgres` destination (Segment's warehouse layout).
+//! - `destinations/`: per-destination status and cursor set-up, backlog caps, `log_damage`
+//!   dead letters and replay from the log for batch runners; one folder per destination type
+//!   (`file/`, `webhook/`, `segment/`, `nats/`, `postgres/`) with its config, validation,
+//!   runtime and tests.
+//! - `delivery/`: the engine that sends `webhook`, `segment` and `nats` events out, and the
+//!   compile of the keys those three share.
 //! - `profiles/`: the profile store; `egress.rs` and `egress/`: the outbound address guard.
 //! - `recent.rs`: the bounded recent-events store; `cursor.rs`: durable cursors;
 //!   `inspect.rs`: the `inspect` report; `telemetry/`: tracing and Prometheus metrics;

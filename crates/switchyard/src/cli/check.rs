@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::{self, Config, DestinationKind, Problem, Severity};
-use crate::delivery::nats::{NatsPublisher, render_subject};
+use crate::destinations::nats::publish::{NatsPublisher, render_subject};
 
 #[derive(clap::Args)]
 pub struct Args {

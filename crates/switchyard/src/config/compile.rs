@@ -11,6 +11,7 @@ use super::raw::*;
 use super::units::{parse_duration, parse_size};
 use super::vars::{item_label, substitute};
 use super::*;
+use crate::fql::Fql;
 
 const TOP_LEVEL: [&str; 6] = [
     "server",
@@ -21,19 +22,19 @@ const TOP_LEVEL: [&str; 6] = [
     "destinations",
 ];
 
-pub(super) struct Cx {
-    pub(super) problems: Vec<Problem>,
+pub(crate) struct Cx {
+    pub(crate) problems: Vec<Problem>,
 }
 
 impl Cx {
-    pub(super) fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+    pub(crate) fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         self.problems.push(Problem::error(path, msg));
     }
 
     /// Deserializes one section, recording a problem (with the full path) for each failure.
     /// After a failure the offending key is removed and the rest is tried again, so one bad
     /// field does not hide the others.
-    pub(super) fn section<T: DeserializeOwned>(
+    pub(crate) fn section<T: DeserializeOwned>(
         &mut self,
         value: Option<&Value>,
         path: &str,
@@ -60,7 +61,7 @@ impl Cx {
         None
     }
 
-    pub(super) fn duration(
+    pub(crate) fn duration(
         &mut self,
         v: &Option<Scalar>,
         default: Duration,
@@ -82,7 +83,7 @@ impl Cx {
         }
     }
 
-    pub(super) fn size(&mut self, v: &Option<Scalar>, default: u64, path: &str) -> u64 {
+    pub(crate) fn size(&mut self, v: &Option<Scalar>, default: u64, path: &str) -> u64 {
         match v {
             None => default,
             Some(Scalar::Int(n)) => *n,
@@ -296,4 +297,11 @@ pub(super) fn list_items<'a>(
         out.push((path, item));
     }
     out
+}
+
+/// An FQL condition, or the error at `path`.
+pub(crate) fn fql(cx: &mut Cx, src: &str, path: &str) -> Option<Fql> {
+    Fql::parse(src)
+        .map_err(|e| cx.err(path, format!("invalid FQL: {e}")))
+        .ok()
 }

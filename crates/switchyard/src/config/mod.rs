@@ -1,17 +1,20 @@
 //! Configuration: the YAML file (`config/switchyard.example.yaml`, README "Configuration")
 //! compiled into a validated `Config`.
 //!
-//! Layout: this file (the compiled `Config` types and `load`), `raw.rs` (serde structs as
-//! written), `vars.rs` (`${ENV}` substitution), `units.rs` (durations and sizes), `compile.rs`
-//! (raw → `Config`, collecting every problem with its path; also the `storage:` and `dedupe:`
-//! sections), `server.rs` (the `server:` section), `sources.rs` (`sources:` and
-//! `functions:`), `destinations.rs` (`destinations:`, each type's settings), `demo.rs` (the
-//! workspace `serve` starts without `--config`), `tests.rs` (the compiler's unit tests).
+//! Layout: this file (the compiled `Config` types and `load`; each destination type's
+//! settings are defined in `destinations/<type>/config.rs` and re-exported here), `raw.rs`
+//! (serde structs as written), `vars.rs` (`${ENV}` substitution), `units.rs` (durations and
+//! sizes), `compile.rs` (raw → `Config`, collecting every problem with its path; the helpers
+//! every section's compile uses; also the `storage:` and `dedupe:` sections), `server.rs`
+//! (the `server:` section), `sources.rs` (`sources:` and `functions:`), `destinations.rs`
+//! (`destinations:`: the keys every destination has, and the registry from `type:` to each
+//! type's compile), `demo.rs` (the workspace `serve` starts without `--config`), `tests.rs`
+//! (the compiler's unit tests).
 
-mod compile;
+pub(crate) mod compile;
 pub mod demo;
 mod destinations;
-mod raw;
+pub(crate) mod raw;
 mod server;
 mod sources;
 pub mod units;
@@ -23,6 +26,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::destinations::file::config::FileSettings;
+pub use crate::destinations::nats::config::NatsTarget;
+pub use crate::destinations::postgres::config::PostgresSettings;
+pub use crate::destinations::segment::config::Forward;
 pub use compile::compile_str;
 pub use server::public_admin_token_problem;
 
@@ -326,27 +333,6 @@ impl DestinationKind {
     }
 }
 
-#[derive(Clone)]
-pub struct PostgresSettings {
-    /// A libpq-style URL or key=value string; may carry a password and `sslmode`.
-    pub url: String,
-    /// The CA that signed the server's certificate, PEM (`destinations/postgres/connect.rs`).
-    pub ca_file: Option<std::path::PathBuf>,
-    pub batch_rows: usize,
-    pub batch_interval: Duration,
-}
-
-impl std::fmt::Debug for PostgresSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresSettings")
-            .field("url", &crate::redact::url(&self.url))
-            .field("ca_file", &self.ca_file)
-            .field("batch_rows", &self.batch_rows)
-            .field("batch_interval", &self.batch_interval)
-            .finish()
-    }
-}
-
 /// A Segment "Webhooks (Actions)" compatible destination; with `forward` set, the
 /// `segment` destination (forwarding to another Tracking API) built on the same engine.
 #[derive(Debug, Clone)]
@@ -355,30 +341,6 @@ pub struct WebhookConfig {
     pub mappings: Vec<MappingConfig>,
     pub delivery: DeliveryConfig,
     pub retry: RetryConfig,
-}
-
-/// Where a `nats` destination publishes.
-#[derive(Debug, Clone)]
-pub struct NatsTarget {
-    pub url: String,
-    /// A subject template such as `events.{{type}}`.
-    pub subject: String,
-    /// Plain (at-most-once) publishes instead of JetStream.
-    pub core: bool,
-}
-
-/// Where a `segment` destination forwards to.
-#[derive(Clone)]
-pub struct Forward {
-    /// `<endpoint>/v1/batch`.
-    pub batch_url: String,
-    pub write_key: String,
-}
-
-impl std::fmt::Debug for Forward {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Forward({}, ***)", self.batch_url)
-    }
 }
 
 #[derive(Clone)]
@@ -441,13 +403,6 @@ pub struct RetryConfig {
     pub max_age: Duration,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct FileSettings {
-    pub path: PathBuf,
-    pub max_bytes: u64,
-    pub keep: usize,
 }
 
 /// Reads and compiles a config file. On failure, every problem found is returned.

@@ -1,5 +1,8 @@
 //! The config file as written: serde structs that reject unknown keys. `compile.rs` turns
 //! them into a validated `Config`. Units stay text here so that errors can name the path.
+//! A destination type's `settings:` are written out beside its compile
+//! (`destinations/<type>/config.rs`; `delivery/config.rs` for `delivery:`, `retry:` and
+//! `mappings:`).
 
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -148,98 +151,4 @@ pub struct RawBacklog {
     pub max_bytes: Option<Scalar>,
     /// Age of the oldest record it has not passed, by `receivedAt` (default 7d).
     pub max_age: Option<Scalar>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFileSettings {
-    pub path: String,
-    pub max_bytes: Option<Scalar>,
-    pub keep: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWebhookSettings {
-    pub shared_secret: Option<String>,
-    #[serde(rename = "sharedSecret")]
-    pub shared_secret_alias: Option<String>,
-    pub signing: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDelivery {
-    pub timeout: Option<Scalar>,
-    pub concurrency: Option<usize>,
-    pub max_in_flight: Option<usize>,
-    pub batch_linger: Option<Scalar>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRetry {
-    pub max_age: Option<Scalar>,
-    pub initial_backoff: Option<Scalar>,
-    pub max_backoff: Option<Scalar>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum RawEnabled {
-    All(bool),
-    PerEnvironment(IndexMap<String, bool>),
-}
-
-/// The request fields of a mapping; Segment's export nests them under `mapping:`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAction {
-    pub url: Option<Value>,
-    pub method: Option<String>,
-    pub headers: Option<IndexMap<String, Value>>,
-    pub batch_size: Option<u64>,
-    pub data: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMapping {
-    pub name: Option<String>,
-    pub enabled: Option<RawEnabled>,
-    pub subscribe: Option<String>,
-    pub url: Option<Value>,
-    pub method: Option<String>,
-    pub headers: Option<IndexMap<String, Value>>,
-    pub batch_size: Option<u64>,
-    pub data: Option<Value>,
-    /// Segment's exported shape nests the request fields here.
-    pub mapping: Option<RawAction>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSegmentSettings {
-    pub endpoint: String,
-    pub write_key: String,
-    /// Events per forwarded request (default 100; 0 = one per request).
-    pub batch_size: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNatsSettings {
-    pub url: Option<String>,
-    pub subject: String,
-    pub core: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPostgresSettings {
-    pub url: String,
-    /// PEM file of the CA that signed the server's certificate (libpq's `sslrootcert`).
-    pub ca_file: Option<String>,
-    pub batch_rows: Option<usize>,
-    pub batch_interval: Option<Scalar>,
 }

@@ -1,5 +1,7 @@
 //! The delivery engine for destinations that send each event out: `webhook`, `segment` and
-//! `nats`.
+//! `nats`. What only one of them does — its settings, how it builds a request, NATS
+//! publishing, the segment batch envelope — lives in `destinations/<type>/`; `plan.rs` and
+//! `worker/send.rs` call it by the destination's `Route`.
 //!
 //! Layout:
 //! - `worker/` — one task per destination, the I/O shell: `mod.rs` (its loop), `read.rs`
@@ -15,16 +17,20 @@
 //!   it is stored.
 //! - `transport.rs` — sending a request over its transport; the typed answers and what they
 //!   mean (delivered, retry, permanent).
-//! - `http.rs` — the guarded HTTP client; `nats.rs` — JetStream (or core) publishes.
-//! - `webhook.rs` — building, signing and classifying Webhooks (Actions) and segment
-//!   requests; `batch.rs` — mappings with `batch_size`.
+//! - `http.rs` — the guarded HTTP client (NATS publishes are `destinations/nats/publish.rs`).
+//! - `webhook.rs` — what every HTTP attempt shares: its body and headers, the signature
+//!   added at each attempt, and what an answer means (tests in `webhook_tests.rs`);
+//!   `batch.rs` — mappings with `batch_size`.
+//! - `config.rs` — compiling `delivery:`, `retry:` and `mappings:`, the keys the three
+//!   types share.
 //! - `backoff.rs` — retry timing; `replay.rs` — the saved state of a replay from the log.
-//! - `store.rs` — retry set, dead letters and delivery log in `data_dir/deliveries.redb`.
+//! - `store.rs` — retry set, dead letters and delivery log in `data_dir/deliveries.redb`
+//!   (tests in `store_tests.rs`).
 
 pub mod backoff;
 mod batch;
+pub(crate) mod config;
 pub mod http;
-pub mod nats;
 mod plan;
 pub mod replay;
 pub mod request;

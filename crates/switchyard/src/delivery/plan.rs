@@ -4,7 +4,6 @@
 //! not be built.
 
 use super::store::{HttpRequest, NatsPublish, Pending, Request};
-use super::webhook;
 use crate::config::{DestinationConfig, Route, WebhookConfig};
 use crate::log::record::{Entry, Kind};
 
@@ -40,10 +39,14 @@ pub fn plan(
         .map(|m| {
             let built = match route {
                 Route::Segment(f) => {
-                    webhook::build_forward(&event, &e.message_id, f).map(Request::Http)
+                    crate::destinations::segment::forward::build_forward(&event, &e.message_id, f)
+                        .map(Request::Http)
                 }
                 Route::Nats(n) => Ok(Request::Nats(nats_publish(n, &event, e, &dest.id, &m.name))),
-                Route::Webhook => webhook::build(m, &event, &e.message_id).map(Request::Http),
+                Route::Webhook => {
+                    crate::destinations::webhook::request::build(m, &event, &e.message_id)
+                        .map(Request::Http)
+                }
             };
             let mut p = pending(route, m, seq, e);
             let delivery = match built {
@@ -122,7 +125,7 @@ fn nats_publish(
     route: &str,
 ) -> NatsPublish {
     NatsPublish {
-        subject: super::nats::render_subject(&n.subject, event),
+        subject: crate::destinations::nats::publish::render_subject(&n.subject, event),
         msg_id: crate::signing::webhook_id(&e.source, &e.message_id, dest, route),
         body: String::from_utf8_lossy(&e.body).into_owned(),
     }

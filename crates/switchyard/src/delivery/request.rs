@@ -10,7 +10,7 @@
 //!   the subject as `url`, and its id in a `Nats-Msg-Id` header (none when the event could
 //!   not be read and nothing was built). Such a row is read as the NATS publish it is. No
 //!   HTTP request has that method (a webhook mapping's is POST, PUT or PATCH, checked in
-//!   `config/destinations.rs`; segment forwarding POSTs), so the reading is unambiguous.
+//!   `delivery/config.rs`; segment forwarding POSTs), so the reading is unambiguous.
 //!   Rows keep `redb_store::ROW_FORMAT`: the JSON tells the shapes apart, so no format bump
 //!   (which every store shares) is needed, and HTTP rows stay readable by older versions.
 

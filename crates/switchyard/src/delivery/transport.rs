@@ -7,9 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::http::{HttpClient, Response, SendError};
-use super::nats::NatsPublisher;
 use super::store::Request;
 use super::webhook::{self, Outcome};
+use crate::destinations::nats::publish::NatsPublisher;
 
 /// What a transport answered.
 #[derive(Debug, Clone)]

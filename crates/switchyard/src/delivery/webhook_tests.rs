@@ -1,27 +1,7 @@
 //! Building, signing and classifying Webhooks (Actions) requests.
 
-use serde_json::json;
-
 use super::*;
 use crate::delivery::store::Request;
-use crate::fql::Fql;
-use crate::mapping::Mapping;
-
-fn mapping(data: Value, headers: Vec<(&str, Value)>) -> MappingConfig {
-    MappingConfig {
-        name: "Send to Knock".into(),
-        enabled: crate::config::Enabled::All(true),
-        subscribe: Fql::parse(r#"type = "track""#).unwrap(),
-        url: Mapping::compile(json!({"@template": "https://hooks.example/{{userId}}"})).unwrap(),
-        method: "POST".into(),
-        headers: headers
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), Mapping::compile(v).unwrap()))
-            .collect(),
-        data: Mapping::compile(data).unwrap(),
-        batch_size: 0,
-    }
-}
 
 fn resp(status: u16) -> Result<Response, SendError> {
     Ok(Response {
@@ -30,62 +10,6 @@ fn resp(status: u16) -> Result<Response, SendError> {
         retry_after: None,
         location: None,
     })
-}
-
-#[test]
-fn builds_the_mapped_request() {
-    let m = mapping(
-        json!({"email": {"@path": "$.properties.email"}, "name": "fixed"}),
-        vec![
-            ("X-Env", json!("prod")),
-            ("X-User", json!({"@path": "$.userId"})),
-        ],
-    );
-    let ev = json!({"type": "track", "userId": "u1", "properties": {"email": "a@b.c"}});
-    let r = build(&m, &ev, "m-1").unwrap();
-    assert_eq!(r.url, "https://hooks.example/u1");
-    assert_eq!(
-        r.body, r#"{"email":"a@b.c","name":"fixed"}"#,
-        "compact, in mapping order"
-    );
-    let h = |k: &str| {
-        r.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(k))
-            .map(|(_, v)| v.as_str())
-    };
-    assert_eq!(
-        (h("content-type"), h("user-agent"), h("idempotency-key")),
-        (
-            Some("application/json"),
-            Some("Segment (Actions)"),
-            Some("m-1")
-        )
-    );
-    assert_eq!(
-        (h("X-Env"), h("X-User"), h("x-switchyard-mapping")),
-        (Some("prod"), Some("u1"), Some("Send%20to%20Knock"))
-    );
-}
-
-#[test]
-fn payload_validation_failures_are_permanent_reasons() {
-    let ev = json!({"type": "track", "userId": "u1", "properties": {"name": "Zoë"}});
-    let not_object = mapping(json!({"@path": "$.userId"}), vec![]);
-    assert!(
-        build(&not_object, &ev, "m")
-            .unwrap_err()
-            .contains("must resolve to an object")
-    );
-    let non_ascii = mapping(
-        json!({"a": 1}),
-        vec![("X-Name", json!({"@path": "$.properties.name"}))],
-    );
-    assert!(
-        build(&non_ascii, &ev, "m")
-            .unwrap_err()
-            .contains("not ASCII")
-    );
 }
 
 #[test]

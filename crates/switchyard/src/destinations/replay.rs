@@ -1,5 +1,5 @@
 //! Replay from the log for the destinations whose runner writes whole batches: `file` and
-//! `postgres` (the delivery worker has its own, per delivery, in `delivery/worker.rs`).
+//! `postgres` (the delivery worker has its own, per delivery, in `delivery/worker/replay.rs`).
 //!
 //! `POST /api/v1/destinations/{id}/replay` saves a `ReplayState` (`cursors/<id>.replay.json`)
 //! and sets `replaying`. Between live batches the runner reads one chunk from the replay's

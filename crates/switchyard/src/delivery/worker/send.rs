@@ -7,10 +7,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{State, WebhookWorker};
 use crate::config::Route;
-use crate::delivery::nats::{NatsPublisher, render_subject};
 use crate::delivery::store::Request;
 use crate::delivery::webhook;
 use crate::destinations::DestinationStatus;
+use crate::destinations::nats::publish::{NatsPublisher, render_subject};
 
 impl WebhookWorker {
     /// Starts every attempt the scheduler allows now (`Scheduler::next_start`), each on its

@@ -12,10 +12,12 @@
 //!   `ON CONFLICT`); rows Postgres refuses for good are found by halving and discarded.
 //! - `discards.rs`: `_switchyard_discards`, where every value, row or record that could not
 //!   be loaded is written with its reason.
+//! - `config.rs`: `settings:` (URL, CA file, batch size and interval), checked at load.
 //! - `connect.rs`: the connection, with TLS as `sslmode` says (rustls).
 //! - `runner.rs`: the destination task: micro-batches from the cursor, retries with backoff.
 //! - `replay.rs`: replay from the log, between live batches, without duplicate rows.
 
+pub mod config;
 pub mod connect;
 pub mod discards;
 pub mod isolate;

@@ -8,7 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::config::FileSettings;
+use super::config::FileSettings;
 
 pub struct FileSink {
     settings: FileSettings,

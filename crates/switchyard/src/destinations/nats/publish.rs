@@ -7,9 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::http::SendError;
-use super::store::NatsPublish;
-use super::transport::{PubAck, Sent};
+use crate::delivery::http::SendError;
+use crate::delivery::store::NatsPublish;
+use crate::delivery::transport::{PubAck, Sent};
 
 #[derive(Clone)]
 pub struct NatsPublisher {
