@@ -137,6 +137,26 @@ async fn attempts(app: &TestApp, dest: &str) -> Vec<Attempt> {
     out
 }
 
+/// The delivery log of `dest` once it holds the final attempt (delivered or dead-lettered)
+/// of each of `ids`: it is written a moment after the outcome, so poll until then.
+async fn logged(app: &TestApp, dest: &str, ids: &[String]) -> Vec<Attempt> {
+    eventually(
+        "the final attempt of each event in the delivery log",
+        10,
+        || async {
+            let log = attempts(app, dest).await;
+            let done = by_message(&log);
+            let all = ids.iter().all(|id| {
+                done.get(id)
+                    .and_then(|t| t.last())
+                    .is_some_and(|a| a.outcome == "delivered" || a.outcome == "dead_letter")
+            });
+            all.then_some(log)
+        },
+    )
+    .await
+}
+
 /// Attempts per messageId, oldest first.
 fn by_message(list: &[Attempt]) -> BTreeMap<String, Vec<Attempt>> {
     let mut m: BTreeMap<String, Vec<Attempt>> = BTreeMap::new();
@@ -270,8 +290,7 @@ async fn a_slow_receiver_times_out_is_retried_on_schedule_and_dead_lettered() {
             "retry.max_age counts from receivedAt: {age} ms"
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for (id, tries) in by_message(&attempts(&app, "faulty").await) {
+    for (id, tries) in by_message(&logged(&app, "faulty", &ids).await) {
         assert!(tries.len() >= 3, "{id} was retried: {tries:?}");
         assert!(
             tries.iter().all(|a| a.error.as_deref() == Some("timed out")
@@ -333,8 +352,7 @@ async fn connection_resets_are_retried_on_schedule_and_dead_lettered_with_the_re
             && (reason.contains("reset") || reason.contains("closed")),
         "{reason}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for (_, tries) in by_message(&attempts(&app, "faulty").await) {
+    for (_, tries) in by_message(&logged(&app, "faulty", &ids).await) {
         assert!(tries.len() >= 3, "{tries:?}");
         assert_on_schedule(&tries, 100, 400, 500);
     }
@@ -370,8 +388,7 @@ async fn a_429_with_retry_after_is_not_retried_sooner_than_it_says() {
     let (delivered, dead) = all_settled(&app, &ids, 20).await;
     assert!(dead.is_empty(), "{dead:?}");
     assert_eq!(delivered.len(), 3);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for (id, tries) in by_message(&attempts(&app, "faulty").await) {
+    for (id, tries) in by_message(&logged(&app, "faulty", &ids).await) {
         let outcomes: Vec<_> = tries.iter().map(|a| a.outcome.as_str()).collect();
         assert_eq!(outcomes, ["retry", "retry", "delivered"], "{id}");
         assert!(tries[..2].iter().all(|a| a.status == Some(429)));
@@ -417,8 +434,7 @@ async fn long_500s_dead_letter_at_retry_max_age_with_the_reason() {
             "the dead letter keeps its request for a replay: {d}"
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let log = attempts(&app, "faulty").await;
+    let log = logged(&app, "faulty", &ids).await;
     for (_, tries) in by_message(&log) {
         assert!(tries.iter().all(|a| a.status == Some(500)));
         assert_on_schedule(&tries, 100, 400, 500);
@@ -458,8 +474,7 @@ async fn a_2xx_after_the_timeout_is_a_failure_and_the_retry_is_a_duplicate_with_
     let (delivered, dead) = all_settled(&app, &ids, 15).await;
     assert!(dead.is_empty(), "{dead:?}");
     assert_eq!(delivered.len(), 4);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for (id, tries) in by_message(&attempts(&app, "faulty").await) {
+    for (id, tries) in by_message(&logged(&app, "faulty", &ids).await) {
         let outcomes: Vec<_> = tries.iter().map(|a| a.outcome.as_str()).collect();
         assert_eq!(outcomes, ["retry", "delivered"], "{id}: {tries:?}");
         assert_eq!(tries[0].error.as_deref(), Some("timed out"));
@@ -537,8 +552,7 @@ async fn a_tls_error_is_retried_then_dead_lettered_with_the_reason() {
             && reason.contains("InvalidContentType"),
         "{reason}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for (_, tries) in by_message(&attempts(&app, "faulty").await) {
+    for (_, tries) in by_message(&logged(&app, "faulty", &ids).await) {
         assert!(tries.len() >= 3);
         assert_on_schedule(&tries, 100, 400, 500);
     }

@@ -128,23 +128,27 @@ async fn events_are_published_to_jetstream_once_even_when_replayed() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every replayed publish was acknowledged before the replay finished.
     assert_eq!(
         message_count(&mut stream).await,
         3,
         "replayed publishes were deduplicated"
     );
-    let (_, log) = app.get("/api/v1/destinations/stream/deliveries").await;
-    assert!(
-        log["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["response"]
+    // The delivery log is written a moment after each outcome: poll for JetStream's answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, log) = app.get("/api/v1/destinations/stream/deliveries").await;
+        let duplicate = log["deliveries"].as_array().unwrap().iter().any(|a| {
+            a["response"]
                 .as_str()
-                .is_some_and(|r| r.ends_with("duplicate"))),
-        "{log}"
-    );
+                .is_some_and(|r| r.ends_with("duplicate"))
+        });
+        if duplicate {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.stop().await;
     let _ = js.delete_stream(tag.to_uppercase()).await;
 }

@@ -210,8 +210,21 @@ async fn an_outage_then_recovery_loses_nothing_and_every_attempt_is_logged() {
         delivered_ids(g, "/knock", recovered_at).is_superset(&want)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let log = deliveries(&app, "knock").await;
+    // The delivery log is written a moment after each outcome: wait until it has every
+    // delivery (the assertions below are on what it holds then).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = deliveries(&app, "knock").await;
+        let logged: HashSet<String> = log
+            .iter()
+            .filter(|a| a["outcome"] == "delivered")
+            .filter_map(|a| a["message_id"].as_str().map(str::to_owned))
+            .collect();
+        if logged.is_superset(&want) || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         log.iter()
             .any(|a| a["outcome"] == "retry" && a["status"] == 500),
