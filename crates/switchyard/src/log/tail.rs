@@ -1,16 +1,18 @@
 //! Following the log: the one implementation every consumer of the log uses (the file
 //! runner, the delivery worker, the warehouse runner, the profile store and replays from
 //! the log) for what they share — waiting for records past the committed end, reading on a
-//! blocking thread, saving the cursor, the backlog gauge, and one policy for a failed read:
+//! blocking thread, the backlog gauge, and one policy for a failed read:
 //! retry with backoff (`BACKOFF_MIN` doubling to `BACKOFF_MAX`), the error logged, counted
 //! in the reader's metric, shown on its status (`inspect`'s `last_error`) and listed by
 //! `/readyz` (`Readers`) until a read succeeds. A reader never stops on a read error.
 //!
 //! What each consumer does with the records it reads (a window of deliveries, a warehouse
-//! batch, a profile transaction) stays with the consumer.
+//! batch, a profile transaction) stays with the consumer, and so does saving its cursor:
+//! each saves it on its blocking thread right after its own write is durable (the file
+//! sink's fdatasync, the warehouse commit, the delivery log, the profile transaction that
+//! also holds the position), which is the ordering that makes it at-least-once.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::Committed;
 use super::reader::LogReader;
 use super::segment::Position;
-use crate::cursor::{CursorFile, CursorState};
+use crate::cursor::CursorState;
 
 /// The first wait after a failed read; it doubles per failure in a row, up to `BACKOFF_MAX`.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -222,13 +224,6 @@ impl Tail {
     pub fn gauge(&self, next_seq: u64) {
         let committed = self.committed().next_seq;
         self.backlog.set(committed.saturating_sub(next_seq) as i64);
-    }
-
-    /// Saves `state` to `cursor` on a blocking thread.
-    pub async fn save(&self, cursor: CursorFile, state: CursorState) -> io::Result<()> {
-        tokio::task::spawn_blocking(move || cursor.save(&state))
-            .await
-            .unwrap_or_else(|e| Err(io::Error::other(e)))
     }
 }
 
