@@ -32,19 +32,26 @@ async fn message_count(stream: &mut async_nats::jetstream::stream::Stream) -> u6
     stream.info().await.map(|i| i.state.messages).unwrap_or(0)
 }
 
+/// An in-memory JetStream stream named after `tag` that captures `<tag>.>`.
+async fn test_stream(
+    js: &async_nats::jetstream::Context,
+    tag: &str,
+) -> async_nats::jetstream::stream::Stream {
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: tag.to_uppercase(),
+        subjects: vec![format!("{tag}.>")],
+        storage: async_nats::jetstream::stream::StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .expect("create a test stream")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_published_to_jetstream_once_even_when_replayed() {
     let Some(js) = connect().await else { return };
     let tag = format!("sytest_{}", uuid::Uuid::new_v4().simple());
-    let mut stream = js
-        .create_stream(async_nats::jetstream::stream::Config {
-            name: tag.to_uppercase(),
-            subjects: vec![format!("{tag}.>")],
-            storage: async_nats::jetstream::stream::StorageType::Memory,
-            ..Default::default()
-        })
-        .await
-        .expect("create a test stream");
+    let mut stream = test_stream(&js, &tag).await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         "server: {{ listen: 127.0.0.1:0, data_dir: \"{}\", min_free_disk: 1MiB }}\nsources:\n  - {{ id: web, type: http_api, write_keys: {{ production: {KEY} }} }}\ndestinations:\n  - {{ id: stream, type: nats, settings: {{ url: \"{}\", subject: \"{tag}.{{{{type}}}}\" }} }}\n",
@@ -295,15 +302,7 @@ async fn a_nats_url_password_is_never_shown() {
 async fn a_retry_stored_before_typed_requests_is_published_after_upgrade() {
     let Some(js) = connect().await else { return };
     let tag = format!("sytest_upgrade_{}", uuid::Uuid::new_v4().simple());
-    let mut stream = js
-        .create_stream(async_nats::jetstream::stream::Config {
-            name: tag.to_uppercase(),
-            subjects: vec![format!("{tag}.>")],
-            storage: async_nats::jetstream::stream::StorageType::Memory,
-            ..Default::default()
-        })
-        .await
-        .expect("create a test stream");
+    let mut stream = test_stream(&js, &tag).await;
     let dir = tempfile::tempdir().unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
