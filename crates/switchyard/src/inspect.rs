@@ -90,14 +90,20 @@ pub fn report(
     live: Option<Live>,
 ) -> io::Result<Report> {
     let log_dir = data_dir.join("log");
-    let bases = segment::list_segments(&log_dir)?;
+    let mut bases = segment::list_segments(&log_dir)?;
     let mut bytes = 0;
     let mut sizes = Vec::with_capacity(bases.len());
     for &b in &bases {
-        let len = fs::metadata(segment::segment_path(&log_dir, b))?.len();
+        // Housekeeping may reclaim a segment between the listing and this look at it.
+        let len = match fs::metadata(segment::segment_path(&log_dir, b)) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         sizes.push((b, len));
         bytes += len;
     }
+    bases.retain(|b| sizes.iter().any(|(s, _)| s == b));
     let (end, next_seq, mut problems, mode, now_ms) = match live {
         Some(l) => (l.end, l.next_seq, l.problems, "live", l.now_ms),
         None => {
