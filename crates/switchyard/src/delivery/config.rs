@@ -11,7 +11,10 @@ use serde_yaml_ng::Value;
 
 use crate::config::compile::{Cx, fql};
 use crate::config::raw::{RawDestination, Scalar};
-use crate::config::{DeliveryConfig, Enabled, MappingConfig, Problem, RetryConfig, ServerConfig};
+use crate::config::{
+    DeliveryConfig, Enabled, MappingConfig, Problem, RetryConfig, ServerConfig, Signing,
+    WebhookConfig,
+};
 use crate::mapping::Mapping;
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +132,34 @@ pub(crate) fn delivery_and_retry(
 }
 
 /// `mappings:` of a webhook destination: 1 to 5, each with a unique name.
+/// The engine's settings for a type with one fixed route (`segment`, `nats`): every event,
+/// whole and unsigned, to `url` (for nats, the server's URL: `delivery/plan.rs` builds the
+/// publish from the subject, and a publish has no HTTP method).
+pub(crate) fn fixed_route(
+    name: &str,
+    url: &str,
+    method: &str,
+    batch_size: usize,
+    (delivery, retry): (DeliveryConfig, RetryConfig),
+) -> Option<WebhookConfig> {
+    let route = MappingConfig {
+        name: name.into(),
+        enabled: Enabled::All(true),
+        subscribe: crate::fql::Fql::always(),
+        url: Mapping::compile(serde_json::Value::String(url.to_owned())).ok()?,
+        method: method.into(),
+        headers: Vec::new(),
+        data: Mapping::whole_event(),
+        batch_size,
+    };
+    Some(WebhookConfig {
+        signing: Signing::None,
+        mappings: vec![route],
+        delivery,
+        retry,
+    })
+}
+
 pub(crate) fn mappings(
     cx: &mut Cx,
     v: Option<&Value>,

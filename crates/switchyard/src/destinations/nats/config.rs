@@ -3,12 +3,10 @@
 
 use serde::Deserialize;
 
+use crate::config::WebhookConfig;
 use crate::config::compile::Cx;
 use crate::config::raw::RawDestination;
-use crate::config::{Enabled, MappingConfig, Signing, WebhookConfig};
-use crate::delivery::config::delivery_and_retry;
-use crate::fql::Fql;
-use crate::mapping::Mapping;
+use crate::delivery::config::{delivery_and_retry, fixed_route};
 
 /// Where a `nats` destination publishes.
 #[derive(Debug, Clone)]
@@ -59,28 +57,12 @@ pub(crate) fn compile_nats(
             ),
         );
     }
-    let (delivery, retry) = delivery_and_retry(cx, raw, path);
-    let route = MappingConfig {
-        name: "nats".into(),
-        enabled: Enabled::All(true),
-        subscribe: Fql::always(),
-        url: Mapping::compile(serde_json::Value::String(url.clone())).ok()?,
-        // A publish has no HTTP method: `delivery/plan.rs` builds a typed NATS publish.
-        method: String::new(),
-        headers: Vec::new(),
-        data: Mapping::whole_event(),
-        batch_size: 0,
-    };
+    let settings = delivery_and_retry(cx, raw, path);
+    let engine = fixed_route("nats", &url, "", 0, settings)?;
     let nats = NatsTarget {
         url,
         subject: s.subject,
         core: s.core.unwrap_or(false),
-    };
-    let engine = WebhookConfig {
-        signing: Signing::None,
-        mappings: vec![route],
-        delivery,
-        retry,
     };
     Some((engine, nats))
 }

@@ -5,10 +5,8 @@ use serde::Deserialize;
 
 use crate::config::compile::Cx;
 use crate::config::raw::RawDestination;
-use crate::config::{Enabled, MappingConfig, ServerConfig, Signing, WebhookConfig};
-use crate::delivery::config::{check_literal_url, delivery_and_retry};
-use crate::fql::Fql;
-use crate::mapping::Mapping;
+use crate::config::{ServerConfig, WebhookConfig};
+use crate::delivery::config::{check_literal_url, delivery_and_retry, fixed_route};
 
 /// Where a `segment` destination forwards to.
 #[derive(Clone)]
@@ -60,27 +58,12 @@ pub(crate) fn compile_segment(
             "must be at most 2500 (the Tracking API's batch limit)",
         );
     }
-    let (delivery, retry) = delivery_and_retry(cx, raw, path);
+    let settings = delivery_and_retry(cx, raw, path);
     let batch_url = format!("{}/v1/batch", s.endpoint.trim_end_matches('/'));
-    let route = MappingConfig {
-        name: "forward".into(),
-        enabled: Enabled::All(true),
-        subscribe: Fql::always(),
-        url: Mapping::compile(serde_json::Value::String(batch_url.clone())).ok()?,
-        method: "POST".into(),
-        headers: Vec::new(),
-        data: Mapping::whole_event(),
-        batch_size: batch_size as usize,
-    };
+    let engine = fixed_route("forward", &batch_url, "POST", batch_size as usize, settings)?;
     let forward = Forward {
         batch_url,
         write_key: s.write_key,
-    };
-    let engine = WebhookConfig {
-        signing: Signing::None,
-        mappings: vec![route],
-        delivery,
-        retry,
     };
     Some((engine, forward))
 }
