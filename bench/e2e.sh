@@ -20,7 +20,6 @@ sources: [{ id: bench, type: http_api, write_keys: { production: wk_e2e } }]
 destinations:
   - id: hook
     type: webhook
-    delivery: { concurrency: 8, max_in_flight: 2000, batch_linger: 50ms }
     mappings: [{ name: all, subscribe: 'type = "track"', url: "http://127.0.0.1:$3/in", batch_size: $2 }]
 YAML
   RUST_LOG=warn "$SY" serve --config "$WORK/$1.yaml" > /dev/null 2> "$WORK/$1.err" & PID=$!

@@ -113,11 +113,6 @@ impl Scheduler {
         self.room() > 0 && self.window.read.position < end && self.queue.is_empty()
     }
 
-    /// Everything up to `end` has been read.
-    pub fn caught_up(&self, end: Position) -> bool {
-        self.window.read.position >= end
-    }
-
     /// The durable cursor for the current state.
     pub fn cursor(&self) -> CursorState {
         self.window.cursor(&self.skip)

@@ -4,15 +4,14 @@
 
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::redb_store::Db;
 use serde::{Deserialize, Serialize};
 
 const RETRIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("retries");
 const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
-const ATTEMPTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("attempts");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Attempts kept per destination in the delivery log.
 pub const MAX_ATTEMPTS: u64 = 10_000;
@@ -152,12 +151,12 @@ pub struct DeliveryStore {
 /// Creates the tables of a new store (see `redb_store` for damage and I/O errors).
 fn init(db: &Database) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
-    for t in [RETRIES, DEAD, ATTEMPTS] {
+    for t in [RETRIES, DEAD] {
         txn.open_table(t)?;
     }
     txn.open_table(META)?;
     txn.commit()?;
-    Ok(())
+    attempts::migrate(db)
 }
 
 impl DeliveryStore {
@@ -325,32 +324,6 @@ impl DeliveryStore {
         }
     }
 
-    /// Appends attempts to the delivery log without syncing (the next durable commit does),
-    /// keeping the newest `MAX_ATTEMPTS` per destination.
-    pub fn log_attempts(&self, dest: &str, attempts: &mut [Attempt]) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(e)?;
-        txn.set_durability(Durability::None).map_err(e)?;
-        {
-            let mut meta = txn.open_table(META).map_err(e)?;
-            let mut log = txn.open_table(ATTEMPTS).map_err(e)?;
-            let key = format!("attempt:{dest}");
-            let mut next = meta.get(key.as_str()).map_err(e)?.map_or(1, |v| v.value());
-            for a in attempts.iter_mut() {
-                a.id = next;
-                next += 1;
-                log.insert((dest, a.id), encode_row(a)?.as_slice())
-                    .map_err(e)?;
-            }
-            meta.insert(key.as_str(), next).map_err(e)?;
-            if next > MAX_ATTEMPTS + 1 {
-                let floor = next - MAX_ATTEMPTS;
-                log.retain_in((dest, 0)..(dest, floor), |_, _| false)
-                    .map_err(e)?;
-            }
-        }
-        txn.commit().map_err(e)
-    }
-
     /// (pending retries, dead letters) of a destination.
     pub fn counts(&self, dest: &str) -> Result<(u64, u64), StoreError> {
         let txn = self.db.begin_read().map_err(e)?;
@@ -403,15 +376,6 @@ impl DeliveryStore {
         })
     }
 
-    pub fn attempts(
-        &self,
-        dest: &str,
-        limit: usize,
-        before: Option<u64>,
-    ) -> Result<Vec<Attempt>, StoreError> {
-        self.scan(ATTEMPTS, dest, limit, before)
-    }
-
     fn scan<T: serde::de::DeserializeOwned>(
         &self,
         table: TableDefinition<(&str, u64), &[u8]>,
@@ -431,6 +395,9 @@ impl DeliveryStore {
         Ok(out)
     }
 }
+
+#[path = "store_attempts.rs"]
+mod attempts;
 
 #[cfg(test)]
 #[path = "store_tests.rs"]

@@ -116,15 +116,19 @@ impl WebhookWorker {
             st.sched.seal_due_batches(self.clock.now_ms());
             self.replay_step(&mut st, &status).await;
             self.dispatch(&mut st);
-            let caught_up = st.sched.caught_up(committed.borrow().end);
+            // More is committed than read and there is room (records landed during the read,
+            // or the read stopped at its cap): read again at once, not at the next wake-up.
+            let end = committed.borrow_and_update().end;
+            let read_now = st.sched.wants_read(end) && st.read_again.is_none();
             let room = st.sched.room() > 0;
             let wake = st.sched.next_wake();
             tokio::select! {
+                () = std::future::ready(()), if read_now => {}
                 Some(done) = st.inflight.join_next(), if !st.inflight.is_empty() => {
                     st.sched.returned();
                     if let Ok(done) = done { self.finish(&mut st, done).await }
                 }
-                _ = committed.changed(), if caught_up && room => {}
+                _ = committed.changed(), if room && !read_now => {}
                 () = self.clock.sleep_until(wake.unwrap_or(i64::MAX)), if wake.is_some() => {}
                 () = read_again(st.read_again), if st.read_again.is_some() => {}
                 () = status.wake.notified() => {
